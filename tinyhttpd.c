@@ -1,0 +1,1527 @@
+/* SPDX-License-Identifier: MIT */
+/* Copyright (c) 2026 the tinyhttpd authors */
+/*
+ * tinyhttpd: an HTTP server that answers "Hello, World!" to every request,
+ * written to show how coroutines make an event-driven server simple.
+ *
+ * Each connection is served by one straight-line function that reads a
+ * request, answers it and loops, as if it had a thread of its own.  When a
+ * read or write would block, that function's coroutine yields to an event
+ * loop (select or epoll), which resumes it once the socket is ready: one
+ * thread serves thousands of connections, with no callbacks and no locks.
+ *
+ *     cc -O2 -o tinyhttpd tinyhttpd.c     (or: make)
+ *     ./tinyhttpd -p 8080                 (then: curl http://127.0.0.1:8080/)
+ *
+ * The sections, in the order they appear:
+ *   1. Setup: feature macros, includes, tunables, the -v trace, die()
+ *   2. Coroutines: stacks, the signal-stack trick, switching, the pool
+ *   3. Event loop: deadlines, waiting, and the select or epoll backend
+ *   4. The connection: read a request head, answer it, keep alive, close
+ *   5. Listener, signals, totals
+ *   6. main and the command line
+ */
+
+/*
+ * 1. Setup
+ * ---------------------------------------------------------------------
+ * Everything that depends on the platform is settled here, before the
+ * first #include, so that the code below reads the same everywhere.
+ *
+ * Fortify goes first.  With -D_FORTIFY_SOURCE (on by default in Ubuntu's
+ * gcc and in Fedora's package builds) glibc replaces longjmp, _longjmp and
+ * siglongjmp with __longjmp_chk, which aborts ("longjmp causes
+ * uninitialized stack frame") whenever a jump lands at a lower stack
+ * address than it starts from, unless it starts on the signal stack.  On
+ * one stack that check catches jumps into frames that have returned; but a
+ * switch between two coroutines jumps from one stack to another, and one
+ * of the two directions always goes down, whichever stack is higher.  The
+ * check cannot be satisfied, so it is turned off for this file.
+ * Do not move this below an #include: the headers read it.
+ */
+#undef _FORTIFY_SOURCE
+
+/* The backend: epoll on Linux, select(2) everywhere else (section 3). */
+#if !defined(USE_EPOLL) && !defined(USE_SELECT)
+#if defined(__linux__)
+#define USE_EPOLL
+#else
+#define USE_SELECT
+#endif
+#endif
+#if defined(USE_EPOLL) == defined(USE_SELECT)
+#error "define exactly one of USE_EPOLL and USE_SELECT"
+#endif
+#if defined(USE_EPOLL)
+#define _GNU_SOURCE         /* accept4(2), a Linux call like epoll itself */
+#endif
+#define _DEFAULT_SOURCE     /* glibc, musl: POSIX plus MAP_ANONYMOUS */
+#define _DARWIN_C_SOURCE    /* macOS: keep MAP_ANON even under _XOPEN_SOURCE */
+
+#include <arpa/inet.h>
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#if !defined(MAP_ANONYMOUS)
+#define MAP_ANONYMOUS MAP_ANON     /* the older BSD name */
+#endif
+
+/*
+ * Tunables.  STACK_SIZE is the part that matters: a coroutine's whole
+ * call chain must fit in it.  The deepest chain, serving a request with -v
+ * on, needs about 12 KiB: the signal frame the kernel leaves at the top
+ * (section 2; about 3.5 KiB with AVX-512 state, up to 12 KiB on CPUs with
+ * AMX), the connection with its buffer (2 KiB), and fprintf for the trace.
+ * 64 KiB leaves room to spare, and costs only address space: the kernel
+ * gives a stack real memory page by page, as it is first touched.
+ */
+#ifndef STACK_SIZE
+#define STACK_SIZE (64 * 1024)     /* bytes of stack per coroutine */
+#endif
+#define PARKED_MAX 256             /* finished coroutines kept for reuse */
+#define CONN_BUF_SIZE 2048         /* input buffer per connection, bytes */
+#define HEAD_MAX 8192              /* a request head may take this many bytes */
+#define LINGER_MS 1000             /* draining input before a close ... */
+#define LINGER_BYTES (1024 * 1024) /* ... stops after this long or this much */
+#define ACCEPT_PAUSE_MS 100        /* out of descriptors: retry accept after */
+#define DEFAULT_ADDRESS "127.0.0.1"
+#define DEFAULT_PORT 8080
+#define DEFAULT_BACKLOG 128
+#define DEFAULT_TIMEOUT_S 10
+
+/* -v prints one line per event to stderr: see the README for a sample. */
+static bool trace_enabled;
+#define TRACE(...) do { if (trace_enabled) fprintf(stderr, __VA_ARGS__); } while (0)
+
+/* Prints "tinyhttpd: <what>: <strerror(errno)>" and exits with status 1. */
+static void
+die(const char *fmt, ...)
+{
+    int saved_errno = errno;
+    va_list ap;
+
+    fputs("tinyhttpd: ", stderr);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, ": %s\n", strerror(saved_errno));
+    exit(1);
+}
+
+/*
+ * 2. Coroutines
+ * ---------------------------------------------------------------------
+ * A coroutine is a function call with a stack of its own, so it can stop
+ * in the middle (yield) and later go on where it stopped (be resumed).
+ * Here the event loop runs on the program's own stack and resumes one
+ * ready coroutine at a time; each runs until it yields back to the loop.
+ * Nothing runs in parallel, so nothing needs a lock.
+ *
+ * Each coroutine is one mmap(2) mapping, its struct on top of its stack:
+ *
+ *     high  +------------------------+
+ *           | struct coro            |  context, links, id
+ *           +------------------------+  <- the stack starts here
+ *           | signal frame (unused)  |  written once, in step 4 below
+ *           | the coroutine's frames |
+ *           |           |            |
+ *           |           v            |  and grows down...
+ *           +------------------------+
+ *           | guard page, PROT_NONE  |  ...so an overflow faults here
+ *     low   +------------------------+  instead of corrupting memory
+ *
+ * Switching is sigsetjmp(3) and siglongjmp(3): save where we are, jump to
+ * where the other coroutine saved itself.  The hard part is the first
+ * entry into a fresh stack, which has no saved place to jump to.  C cannot
+ * set a stack pointer, but the kernel can: it runs a signal handler on an
+ * alternate stack if asked to (sigaltstack(2)).  So we make the new stack
+ * the alternate signal stack, raise a signal, and save the handler's
+ * context there; jumping to that context later runs code on the new
+ * stack.  This is R. S. Engelschall's signal-stack trick ("Portable
+ * Multithreading", USENIX 2000; GNU Pth's pth_mctx.c), told in numbered
+ * steps in coro_make_context().  Nothing in this section knows sockets.
+ */
+struct coro {
+    sigjmp_buf context;        /* where it goes on when resumed */
+    struct coro *next;         /* in the ready queue or the parked list */
+    void (*body)(int);         /* what it runs, and with what */
+    int arg;
+    unsigned id;               /* for the -v trace */
+    bool is_ready;             /* in the ready queue */
+    bool must_unmap;           /* finished with the pool full */
+};
+
+static struct coro *coro_current;      /* the running one; NULL on the loop */
+static sigjmp_buf loop_context;        /* where the loop waits to go on */
+static struct coro *ready_first, *ready_last;
+static struct coro *parked;            /* finished, waiting to be reused */
+static unsigned n_parked, n_created;
+static size_t page_size, map_size;     /* set by coro_init() */
+static struct coro *coro_being_made;   /* read by coro_trampoline() */
+
+static void
+coro_init(void)
+{
+    long page = sysconf(_SC_PAGESIZE);
+
+    if (page <= 0)
+        die("sysconf(_SC_PAGESIZE)");
+    page_size = (size_t)page;
+    map_size = page_size +
+        (STACK_SIZE + sizeof(struct coro) + page_size - 1) / page_size * page_size;
+}
+
+/*
+ * Saves the running context in from and continues at to; returns when
+ * someone jumps back to from.  sigsetjmp(env, 0) saves no signal mask, so
+ * a switch is a few dozen instructions and no system call; saving the
+ * mask would cost two sigprocmask(2) calls per switch, about 30 times as
+ * much.  The mask is the same in every coroutine anyway.  Keep the save
+ * and the jump together in this small function: no caller's local is then
+ * live across sigsetjmp, which is what gcc's -Wclobbered warns about.
+ */
+static void
+coro_switch(sigjmp_buf from, sigjmp_buf to)
+{
+    if (sigsetjmp(from, 0) == 0)
+        siglongjmp(to, 1);
+}
+
+/* Switches from the running coroutine to the loop. */
+static void
+coro_yield(void)
+{
+    assert(coro_current != NULL);
+    coro_switch(coro_current->context, loop_context);
+}
+
+/* Puts c at the end of the ready queue, unless it is there already. */
+static void
+coro_ready(struct coro *c)
+{
+    if (c->is_ready)
+        return;
+    c->is_ready = true;
+    c->next = NULL;
+    if (ready_last != NULL)
+        ready_last->next = c;
+    else
+        ready_first = c;
+    ready_last = c;
+}
+
+/* Yields, but stays ready: the others get a turn first. */
+static void
+coro_let_others_run(void)
+{
+    coro_ready(coro_current);
+    coro_yield();
+}
+
+/*
+ * A finished coroutine parks, to be handed the next connection without a
+ * new mapping or another signal trick.  Beyond PARKED_MAX it asks the loop
+ * to unmap it: it cannot unmap the stack it is running on.
+ */
+static void
+coro_finish(struct coro *self)
+{
+    if (n_parked < PARKED_MAX) {
+        self->next = parked;
+        parked = self;
+        n_parked++;
+        TRACE("coro %u parked\n", self->id);
+    } else {
+        self->must_unmap = true;
+    }
+    coro_yield();
+}
+
+/* Every coroutine runs this from its first resume on, and never returns. */
+static void
+coro_main(void)
+{
+    struct coro *self = coro_current;
+
+    for (;;) {
+        self->body(self->arg);
+        coro_finish(self);
+    }
+}
+
+/*
+ * The SIGUSR1 handler of step 4 below, running on the new stack.  It saves
+ * its context and returns.  Later, the first jump to that context comes
+ * back out of sigsetjmp here, on the new stack, and calls coro_main(),
+ * which must never return: the handler's frame it would return into was
+ * left long ago.
+ */
+static void
+coro_trampoline(int signo)
+{
+    (void)signo;
+    if (sigsetjmp(coro_being_made->context, 0) == 0)
+        return;
+    coro_main();
+}
+
+/*
+ * Prepares c->context so that jumping to it runs coro_main() on the stack
+ * [stack, stack + size).  Restores every piece of signal state it changes,
+ * on the failing paths too.  Returns 0, or -1 with errno set.
+ */
+static int
+coro_make_context(struct coro *c, char *stack, size_t size)
+{
+    struct sigaction trampoline, old_action;
+    stack_t new_stack, old_stack;
+    sigset_t all, all_but_usr1, old_mask;
+    int result = -1;
+
+    /* 1. Block every signal: none may land on the new stack but ours. */
+    sigfillset(&all);
+    if (sigprocmask(SIG_SETMASK, &all, &old_mask) < 0)
+        return -1;
+    /* 2. Catch SIGUSR1 with coro_trampoline, on the alternate stack. */
+    memset(&trampoline, 0, sizeof trampoline);
+    trampoline.sa_handler = coro_trampoline;
+    trampoline.sa_flags = SA_ONSTACK;
+    sigfillset(&trampoline.sa_mask);
+    if (sigaction(SIGUSR1, &trampoline, &old_action) < 0)
+        goto restore_mask;
+    /* 3. Make the new stack the alternate signal stack. */
+    memset(&new_stack, 0, sizeof new_stack);
+    new_stack.ss_sp = stack;
+    new_stack.ss_size = size;
+    if (sigaltstack(&new_stack, &old_stack) < 0)
+        goto restore_action;
+    /* 4. Send SIGUSR1 and unblock it alone: the kernel pushes a signal
+     *    frame at the top of the new stack and runs coro_trampoline below
+     *    it, which (5.) saves its context in c->context and returns. */
+    coro_being_made = c;
+    sigfillset(&all_but_usr1);
+    sigdelset(&all_but_usr1, SIGUSR1);
+    if (raise(SIGUSR1) == 0) {
+        sigsuspend(&all_but_usr1);     /* returns -1, EINTR, by design */
+        result = 0;
+    }
+    /* 6. Put back the old alternate stack (usually: none).  Never leave a
+     *    coroutine's stack registered: a later signal would push its frame
+     *    over whatever that coroutine keeps there by then. */
+    if (sigaltstack(&old_stack, NULL) < 0)
+        die("restoring the signal stack");
+restore_action:
+    if (sigaction(SIGUSR1, &old_action, NULL) < 0)
+        die("restoring the SIGUSR1 action");
+restore_mask:
+    if (sigprocmask(SIG_SETMASK, &old_mask, NULL) < 0)
+        die("restoring the signal mask");
+    return result;
+}
+
+/* Maps a stack with its guard page and makes a coroutine on it; NULL if
+ * the system is out of memory or mappings (see vm.max_map_count). */
+static struct coro *
+coro_create(void)
+{
+    char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct coro *c;
+
+    if (map == MAP_FAILED)
+        return NULL;
+    c = (struct coro *)(map + map_size) - 1;
+    if (mprotect(map, page_size, PROT_NONE) < 0 ||
+        coro_make_context(c, map + page_size, (size_t)((char *)c - map) - page_size) < 0) {
+        int saved_errno = errno;
+        if (munmap(map, map_size) < 0)
+            die("munmap");
+        errno = saved_errno;
+        return NULL;
+    }
+    c->id = ++n_created;
+    TRACE("coro %u created, stack %p-%p\n", c->id, (void *)(map + page_size), (void *)c);
+    return c;
+}
+
+/* Runs c until it yields; the loop's side of coro_yield(). */
+static void
+coro_resume(struct coro *c)
+{
+    TRACE("coro %u resumed\n", c->id);
+    coro_current = c;
+    coro_switch(loop_context, c->context);
+    coro_current = NULL;
+    if (c->must_unmap) {
+        TRACE("coro %u unmapped\n", c->id);
+        if (munmap((char *)(c + 1) - map_size, map_size) < 0)
+            die("munmap");
+    }
+}
+
+/* Resumes ready coroutines in turn until none is left. */
+static void
+coro_run_ready(void)
+{
+    struct coro *c;
+
+    while ((c = ready_first) != NULL) {
+        ready_first = c->next;
+        if (ready_first == NULL)
+            ready_last = NULL;
+        c->is_ready = false;
+        coro_resume(c);
+    }
+}
+
+/* Readies a coroutine, parked or new, to run body(arg).  Returns 0, or -1
+ * with errno set if a new one was needed and could not be made. */
+static int
+coro_spawn(void (*body)(int), int arg)
+{
+    struct coro *c = parked;
+
+    if (c != NULL) {
+        parked = c->next;
+        n_parked--;
+    } else if ((c = coro_create()) == NULL) {
+        return -1;
+    }
+    c->body = body;
+    c->arg = arg;
+    coro_ready(c);
+    return 0;
+}
+
+/*
+ * 3. Event loop
+ * ---------------------------------------------------------------------
+ * A coroutine whose read or write would block calls loop_wait(), which
+ * yields.  The loop asks the kernel which sockets are ready (epoll_wait
+ * or select), marks their coroutines ready, resumes them, and repeats.
+ *
+ * A struct io is what the loop knows of one socket: whether it may be
+ * read or written without blocking, which coroutine waits on it, and its
+ * deadline.  It lives in the coroutine's own frame.
+ *
+ * Deadlines make a slow client harmless: when one passes, loop_wait()
+ * returns -1 and the coroutine closes its connection.  They are kept in
+ * one list sorted by time.  Nearly every deadline is "now + the idle
+ * timeout", later than all the others, so inserting from the tail is a
+ * step or two; the few shorter ones (lingering, pausing) walk back.
+ */
+enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4 };
+
+struct io {
+    int fd;
+    struct coro *coro;         /* the coroutine that uses fd */
+    int waiting_for;           /* WANT_READ or WANT_WRITE while it waits */
+    bool may_read;             /* input may be there: try before waiting */
+    bool may_write;            /* the send buffer may have room */
+    bool eof_pending;          /* the peer has shut down its side */
+    bool timed_out;            /* its deadline has passed */
+    bool has_deadline;
+    int64_t deadline_ms;       /* on the loop_now_ms clock */
+    struct io *earlier, *later; /* neighbours in the deadline list */
+};
+
+static struct io *deadlines_first, *deadlines_last;
+static int64_t loop_now_ms;            /* refreshed after every wait */
+
+static int64_t
+clock_ms(void)
+{
+    struct timespec now;
+
+    if (clock_gettime(CLOCK_MONOTONIC, &now) < 0)
+        die("clock_gettime");
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+static void
+io_init(struct io *io, int fd)
+{
+    memset(io, 0, sizeof *io);
+    io->fd = fd;
+    io->coro = coro_current;
+    io->may_write = true;
+}
+
+/* The backend calls this for each socket it finds ready. */
+static void
+io_ready(struct io *io, int events)
+{
+    if (events & WANT_READ)
+        io->may_read = true;
+    if (events & WANT_WRITE)
+        io->may_write = true;
+    if (events & PEER_CLOSED)
+        io->eof_pending = true;
+    if (io->waiting_for & events)
+        coro_ready(io->coro);
+}
+
+static void
+loop_clear_deadline(struct io *io)
+{
+    if (io->has_deadline) {
+        *(io->earlier ? &io->earlier->later : &deadlines_first) = io->later;
+        *(io->later ? &io->later->earlier : &deadlines_last) = io->earlier;
+        io->has_deadline = false;
+    }
+    io->timed_out = false;
+}
+
+/* From now on, a wait on io fails once ms milliseconds have passed. */
+static void
+loop_set_deadline(struct io *io, int64_t ms)
+{
+    struct io *before;
+
+    loop_clear_deadline(io);
+    io->deadline_ms = loop_now_ms + ms;
+    io->has_deadline = true;
+    before = deadlines_last;
+    while (before != NULL && before->deadline_ms > io->deadline_ms)
+        before = before->earlier;
+    io->earlier = before;
+    io->later = before ? before->later : deadlines_first;
+    *(before ? &before->later : &deadlines_first) = io;
+    *(io->later ? &io->later->earlier : &deadlines_last) = io;
+}
+
+/* Marks every coroutine whose deadline has passed, and readies it. */
+static void
+loop_expire_deadlines(void)
+{
+    while (deadlines_first != NULL && deadlines_first->deadline_ms <= loop_now_ms) {
+        struct io *io = deadlines_first;
+
+        loop_clear_deadline(io);
+        io->timed_out = true;
+        TRACE("coro %u deadline passed on fd %d\n", io->coro->id, io->fd);
+        coro_ready(io->coro);
+    }
+}
+
+/*
+ * Waits until io->fd is ready for want (WANT_READ or WANT_WRITE).
+ * Returns 0, or -1 once the deadline has passed.  May yield.
+ */
+static int
+loop_wait(struct io *io, int want)
+{
+    bool *ready = want == WANT_READ ? &io->may_read : &io->may_write;
+
+    assert(io->coro == coro_current);
+    while (!*ready && !io->timed_out) {
+        TRACE("coro %u waits on fd %d for %s\n", io->coro->id, io->fd,
+              want == WANT_READ ? "read" : "write");
+        io->waiting_for = want;
+        coro_yield();
+        io->waiting_for = 0;
+    }
+    return io->timed_out ? -1 : 0;
+}
+
+/* Waits ms milliseconds, then clears io's deadline.  May yield. */
+static void
+loop_sleep(struct io *io, int64_t ms)
+{
+    TRACE("coro %u sleeps %lld ms\n", io->coro->id, (long long)ms);
+    loop_set_deadline(io, ms);
+    while (!io->timed_out)
+        coro_yield();
+    loop_clear_deadline(io);
+}
+
+/* Backend interface: each backend below provides exactly these. */
+static void loop_init(const sigset_t *wait_mask); /* the mask while waiting */
+static int  loop_accept(int listen_fd);   /* non-blocking fd, or -1, errno */
+static int  loop_add(struct io *io);      /* watch io->fd; -1 if it cannot */
+static void loop_forget(struct io *io);   /* call before close(io->fd) */
+static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
+
+#if defined(USE_EPOLL)          /* { Linux: epoll(7) */
+/*
+ * epoll keeps the list of watched sockets in the kernel.  A socket is
+ * added once, for both directions, edge-triggered (EPOLLET): the kernel
+ * reports a change once, when it happens, and epoll_wait(2) returns only
+ * the sockets that changed, so a wait costs the same with ten connections
+ * or ten thousand.  Because each change is reported once, io->may_read and
+ * io->may_write remember it until a read or write uses it up.  Closing a
+ * socket removes it from the list, so loop_forget() has nothing to do.
+ */
+#include <sys/epoll.h>
+#define BACKEND "epoll"
+#define EPOLL_BATCH 256                /* events taken per epoll_wait */
+
+static int epoll_fd = -1;
+static const sigset_t *epoll_wait_mask;
+
+static void
+loop_init(const sigset_t *wait_mask)
+{
+    epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (epoll_fd < 0)
+        die("epoll_create1");
+    epoll_wait_mask = wait_mask;
+}
+
+static int
+loop_accept(int listen_fd)
+{
+    return accept4(listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
+
+static int
+loop_add(struct io *io)
+{
+    struct epoll_event event;
+
+    memset(&event, 0, sizeof event);
+    event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    event.data.ptr = io;
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, io->fd, &event);
+}
+
+static void
+loop_forget(struct io *io)
+{
+    (void)io;
+}
+
+/* A hang-up or error makes a read or write return at once, so it counts
+ * as ready for both; EPOLLRDHUP also means the peer will send no more. */
+static int
+loop_poll(int timeout_ms)
+{
+    static struct epoll_event events[EPOLL_BATCH];
+    int i, n = epoll_pwait(epoll_fd, events, EPOLL_BATCH, timeout_ms, epoll_wait_mask);
+
+    if (n < 0 && errno != EINTR)
+        die("epoll_wait");
+    for (i = 0; i < n; i++) {
+        uint32_t e = events[i].events;
+
+        io_ready(events[i].data.ptr,
+                 (e & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? WANT_READ : 0) |
+                 (e & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? WANT_WRITE : 0) |
+                 (e & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PEER_CLOSED : 0));
+    }
+    return n < 0 ? 0 : n;
+}
+
+#else                           /* }{ POSIX: select(2), fds < FD_SETSIZE */
+/*
+ * select(2) is in every Unix.  Each call hands the kernel a bitmap of the
+ * sockets of interest and gets back the ready ones, so its cost grows with
+ * the highest descriptor, waiting or not: that is why epoll exists.  The
+ * bitmap has FD_SETSIZE bits (1024 on Linux and macOS): FD_SET on a higher
+ * descriptor writes past its end, so loop_add() refuses those and the
+ * caller closes them.  Only calls that macOS and the BSDs have are used
+ * here: no accept4, no MSG_NOSIGNAL.
+ */
+#include <sys/select.h>
+#define BACKEND "select"
+
+static struct io *select_ios[FD_SETSIZE];     /* the io watching each fd */
+static int select_max_fd = -1;
+static const sigset_t *select_wait_mask;
+
+static void
+loop_init(const sigset_t *wait_mask)
+{
+    select_wait_mask = wait_mask;
+}
+
+static int
+loop_accept(int listen_fd)
+{
+    int fd = accept(listen_fd, NULL, NULL);
+
+    if (fd >= 0 && fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+        die("fcntl O_NONBLOCK");
+    return fd;
+}
+
+static int
+loop_add(struct io *io)
+{
+    if (io->fd >= FD_SETSIZE) {
+        errno = EMFILE;
+        return -1;
+    }
+    select_ios[io->fd] = io;
+    if (io->fd > select_max_fd)
+        select_max_fd = io->fd;
+    return 0;
+}
+
+static void
+loop_forget(struct io *io)
+{
+    select_ios[io->fd] = NULL;
+    while (select_max_fd >= 0 && select_ios[select_max_fd] == NULL)
+        select_max_fd--;
+}
+
+/* Level-triggered: a socket is asked about only while a coroutine waits. */
+static int
+loop_poll(int timeout_ms)
+{
+    fd_set readable, writable;
+    struct timespec timeout = { timeout_ms / 1000, timeout_ms % 1000 * 1000000L };
+    int fd, n;
+
+    FD_ZERO(&readable);
+    FD_ZERO(&writable);
+    for (fd = 0; fd <= select_max_fd; fd++) {
+        if (select_ios[fd] && select_ios[fd]->waiting_for == WANT_READ)
+            FD_SET(fd, &readable);
+        if (select_ios[fd] && select_ios[fd]->waiting_for == WANT_WRITE)
+            FD_SET(fd, &writable);
+    }
+    n = pselect(select_max_fd + 1, &readable, &writable, NULL,
+                timeout_ms < 0 ? NULL : &timeout, select_wait_mask);
+    if (n < 0 && errno != EINTR)
+        die("select");
+    for (fd = 0; n > 0 && fd <= select_max_fd; fd++) {
+        int events = (FD_ISSET(fd, &readable) ? WANT_READ : 0) |
+                     (FD_ISSET(fd, &writable) ? WANT_WRITE : 0);
+        if (events)
+            io_ready(select_ios[fd], events);
+    }
+    return n < 0 ? 0 : n;
+}
+
+#endif                          /* } */
+
+/*
+ * One turn of the loop: expire deadlines, run every ready coroutine, then
+ * sleep until a socket is ready or the next deadline passes.
+ */
+static void
+loop_once(void)
+{
+    int timeout_ms = -1, n_ready;
+
+    loop_now_ms = clock_ms();
+    loop_expire_deadlines();
+    coro_run_ready();
+    if (deadlines_first != NULL) {
+        int64_t left = deadlines_first->deadline_ms - clock_ms();
+        timeout_ms = left < 0 ? 0 : left >= INT_MAX ? INT_MAX : (int)left + 1;
+    }
+    n_ready = loop_poll(timeout_ms);
+    TRACE("%s: %d fds ready\n", BACKEND, n_ready);
+}
+
+/*
+ * 4. The connection
+ * ---------------------------------------------------------------------
+ * serve_connection() is what everything above is for: one function,
+ * written as if its reads and writes blocked, serving one connection from
+ * accept to close.  Its locals survive every wait, because its coroutine
+ * keeps its stack while the loop serves the others.
+ *
+ * Like the 2009 experiment it does not parse requests: any method and any
+ * path get Hello, World.  It reads the request head (the request line and
+ * the header lines, up to a blank line) one line at a time, only to notice
+ * the few things a correct reply depends on (RFC 9112):
+ *  - the version and Connection: HTTP/1.1 keeps the connection open for
+ *    the next request unless the client sends "Connection: close"; 1.0
+ *    closes after the reply unless the client sends "Connection:
+ *    keep-alive", which the reply then repeats (section 9.3; ab -k looks
+ *    for it).  A reply after which we close says "Connection: close".
+ *  - where the head ends: input after the blank line is the next request
+ *    (pipelining, section 9.3.2), answered in order; a head split across
+ *    many reads is answered once.  Lines may end in CRLF or LF (2.2).
+ *  - HEAD, answered with the same headers and no body (RFC 9110, 9.3.2).
+ *  - a body (Content-Length above 0, or Transfer-Encoding: section 6.3).
+ *    We never read bodies, so we close after the reply, rather than read
+ *    the body as if it were the next request.
+ *  - malformed input: a bad request line or header line gets 400, a head
+ *    over HEAD_MAX bytes 431, an HTTP major version other than 1 gets 505.
+ *    Each is answered and the connection closed.
+ */
+struct conn {
+    struct io io;
+    size_t start, end;         /* unread input is buf[start..end) */
+    size_t head_left;          /* bytes the current head may still take */
+    bool skipping_line;        /* dropping the rest of an overlong line */
+    char buf[CONN_BUF_SIZE];
+};
+
+struct request {
+    bool is_head;              /* HEAD: no body in the reply */
+    bool is_http10;            /* HTTP/1.0: closes unless asked not to */
+    bool wants_close;          /* Connection: close */
+    bool wants_keep_alive;     /* Connection: keep-alive */
+    bool has_body;             /* which we will not read */
+};
+
+static struct {
+    unsigned long connections, requests, open, peak_open;
+} totals;
+static int64_t idle_timeout_ms = DEFAULT_TIMEOUT_S * 1000;   /* -t */
+
+/*
+ * Reads up to size bytes.  Returns the count, 0 at end of input, or -1 on
+ * an error or timeout.  May yield.
+ *
+ * Two things to watch.  A short read means the socket is empty: the next
+ * input brings a new readiness event, so until then we wait instead of
+ * reading just to be told EAGAIN (except once the peer has closed: EOF
+ * stays readable but brings no new event).  And a coroutine that could
+ * read at once still yields first, so a client pipelining without pause
+ * cannot keep the others from their turn.
+ */
+static ssize_t
+conn_read(struct conn *conn, char *buf, size_t size)
+{
+    struct io *io = &conn->io;
+
+    if (io->may_read)
+        coro_let_others_run();
+    for (;;) {
+        ssize_t n;
+
+        if (!io->may_read && loop_wait(io, WANT_READ) < 0)
+            return -1;
+        n = read(io->fd, buf, size);
+        if (n >= 0) {
+            if ((size_t)n < size && !io->eof_pending)
+                io->may_read = false;
+            return n;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            io->may_read = false;
+        else if (errno != EINTR)
+            return -1;
+    }
+}
+
+/* Writes all len bytes.  Returns 0, or -1 on an error or timeout.  May yield. */
+static int
+conn_write(struct conn *conn, const char *data, size_t len)
+{
+    struct io *io = &conn->io;
+
+    while (len > 0) {
+        ssize_t n;
+
+        if (!io->may_write && loop_wait(io, WANT_WRITE) < 0)
+            return -1;
+        n = write(io->fd, data, len);
+        if (n >= 0) {
+            data += n;
+            len -= (size_t)n;
+            io->may_write = len == 0;      /* short: the buffer is full */
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            io->may_write = false;
+        } else if (errno != EINTR) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Moves unread input to the front of buf and reads more after it.
+ * Returns what conn_read() returns.  May yield. */
+static ssize_t
+conn_fill(struct conn *conn)
+{
+    ssize_t n;
+
+    memmove(conn->buf, conn->buf + conn->start, conn->end - conn->start);
+    conn->end -= conn->start;
+    conn->start = 0;
+    n = conn_read(conn, conn->buf + conn->end, sizeof conn->buf - conn->end);
+    if (n > 0)
+        conn->end += (size_t)n;
+    return n;
+}
+
+enum line { LINE_GONE, LINE_WHOLE, LINE_CUT, LINE_TOO_MUCH };
+
+/*
+ * Finds the next line of a request head, reading as needed, and points
+ * *line and *len at it, line end excluded.  Returns LINE_WHOLE; LINE_CUT
+ * for the first CONN_BUF_SIZE bytes of a longer line, whose rest the next
+ * call drops; LINE_TOO_MUCH once the head passes HEAD_MAX bytes; or
+ * LINE_GONE if the client closed, failed or timed out.  May yield.
+ */
+static enum line
+conn_read_line(struct conn *conn, char **line, size_t *len)
+{
+    for (;;) {
+        char *begin = conn->buf + conn->start;
+        size_t avail = conn->end - conn->start;
+        char *newline = memchr(begin, '\n', avail);
+        size_t used = newline ? (size_t)(newline + 1 - begin) : avail;
+
+        if (used > conn->head_left)
+            return LINE_TOO_MUCH;
+        if (newline || conn->skipping_line || avail == sizeof conn->buf) {
+            bool was_skipping = conn->skipping_line;
+
+            conn->start += used;
+            conn->head_left -= used;
+            conn->skipping_line = newline == NULL;
+            *line = begin;
+            *len = newline ? used - 1 : used;
+            if (newline && *len > 0 && begin[*len - 1] == '\r')
+                (*len)--;
+            if (!was_skipping)
+                return newline ? LINE_WHOLE : LINE_CUT;
+            if (newline)
+                continue;
+        }
+        if (conn_fill(conn) <= 0)
+            return LINE_GONE;
+    }
+}
+
+/* tchar, the characters of a method or a header name (RFC 9110, 5.6.2). */
+static bool
+is_tchar(unsigned char c)
+{
+    return c > 0x20 && c < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
+}
+
+static bool
+all_tchars(const char *p, size_t len)
+{
+    while (len > 0 && is_tchar((unsigned char)*p))
+        p++, len--;
+    return len == 0;
+}
+
+/*
+ * Checks "METHOD SP TARGET SP HTTP/x.y" (RFC 9112, section 3) and notes
+ * HEAD and the version.  Returns 200, 400, or 505 for a major version
+ * other than 1; a higher 1.x is answered as 1.1 (RFC 9110, 2.5).
+ */
+static int
+parse_request_line(const char *line, size_t len, struct request *req)
+{
+    const char *end = line + len, *method_end, *target, *v;
+
+    method_end = memchr(line, ' ', len);
+    if (method_end == NULL || method_end == line || !all_tchars(line, (size_t)(method_end - line)))
+        return 400;
+    req->is_head = method_end - line == 4 && memcmp(line, "HEAD", 4) == 0;
+    target = method_end + 1;
+    for (v = target; v < end && *v > 0x20 && *v < 0x7f; v++)
+        continue;
+    if (v == target || v == end || *v != ' ')
+        return 400;
+    v++;
+    if (end - v != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' ||
+        v[6] != '.' || v[7] < '0' || v[7] > '9')
+        return 400;
+    if (v[5] != '1')
+        return 505;
+    req->is_http10 = v[7] == '0';
+    return 200;
+}
+
+/* Drops optional whitespace (spaces and tabs) from both ends of [*p, *end). */
+static void
+trim_ows(const char **p, const char **end)
+{
+    while (*p < *end && (**p == ' ' || **p == '\t'))
+        (*p)++;
+    while (*end > *p && ((*end)[-1] == ' ' || (*end)[-1] == '\t'))
+        (*end)--;
+}
+
+static bool
+names_match(const char *name, size_t len, const char *wanted)
+{
+    return len == strlen(wanted) && strncasecmp(name, wanted, len) == 0;
+}
+
+/* Notes "close" and "keep-alive" among the comma-separated options of a
+ * Connection header (RFC 9110, 7.6.1); both are case-insensitive. */
+static void
+note_connection_options(const char *p, const char *end, struct request *req)
+{
+    while (p < end) {
+        const char *comma = memchr(p, ',', (size_t)(end - p));
+        const char *next = comma ? comma + 1 : end, *option_end = comma ? comma : end;
+
+        trim_ows(&p, &option_end);
+        if (names_match(p, (size_t)(option_end - p), "close"))
+            req->wants_close = true;
+        else if (names_match(p, (size_t)(option_end - p), "keep-alive"))
+            req->wants_keep_alive = true;
+        p = next;
+    }
+}
+
+/*
+ * Checks one header line, "name: value" (RFC 9112, 5), and notes the three
+ * headers the reply depends on.  A line cut short (is_cut) still has its
+ * name; if it is one of those three we cannot read it whole, so 431.
+ * Returns 200, 400 or 431.
+ */
+static int
+parse_header(const char *line, size_t len, bool is_cut, struct request *req)
+{
+    const char *colon = memchr(line, ':', len), *value, *end = line + len, *p;
+    size_t name_len;
+
+    if (colon == NULL)
+        return is_cut ? 431 : 400;
+    name_len = (size_t)(colon - line);
+    if (name_len == 0 || !all_tchars(line, name_len))
+        return 400;         /* also "Name :" and folded lines (5.1, 5.2) */
+    for (p = colon + 1; p < end; p++)       /* CTLs but tab: RFC 9110, 5.5 */
+        if ((*p >= 0 && *p < 0x20 && *p != '\t') || *p == 0x7f)
+            return 400;
+    value = colon + 1;
+    trim_ows(&value, &end);
+    if (names_match(line, name_len, "Connection")) {
+        if (is_cut)
+            return 431;
+        note_connection_options(value, end, req);
+    } else if (names_match(line, name_len, "Content-Length")) {
+        if (is_cut)
+            return 431;
+        if (value == end || strspn(value, "0123456789") < (size_t)(end - value))
+            return 400;
+        req->has_body = req->has_body || strspn(value, "0") < (size_t)(end - value);
+    } else if (names_match(line, name_len, "Transfer-Encoding")) {
+        req->has_body = true;
+    }
+    return 200;
+}
+
+/*
+ * Reads one request head.  Returns the status to answer with (200, 400,
+ * 414, 431 or 505), or 0 if the client closed, failed or timed out
+ * before a whole head arrived.  May yield.
+ */
+static int
+read_request(struct conn *conn, struct request *req)
+{
+    char *line;
+    size_t len;
+    enum line got;
+    int status;
+
+    memset(req, 0, sizeof *req);
+    conn->head_left = HEAD_MAX;
+    do                          /* blank lines before a request: RFC 9112, 2.2 */
+        got = conn_read_line(conn, &line, &len);
+    while (got == LINE_WHOLE && len == 0);
+    if (got != LINE_WHOLE)
+        return got == LINE_GONE ? 0 : got == LINE_CUT ? 414 : 431;
+    status = parse_request_line(line, len, req);
+    while (status == 200) {
+        got = conn_read_line(conn, &line, &len);
+        if (got == LINE_GONE)
+            return 0;
+        if (got == LINE_TOO_MUCH)
+            return 431;
+        if (got == LINE_WHOLE && len == 0)
+            break;              /* the blank line that ends the head */
+        status = parse_header(line, len, got == LINE_CUT, req);
+    }
+    return status;
+}
+
+static bool
+request_keeps_alive(const struct request *req)
+{
+    if (req->has_body || req->wants_close)
+        return false;
+    return !req->is_http10 || req->wants_keep_alive;
+}
+
+/* The Date header (RFC 9110, 5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
+static char http_date[sizeof "Sun, 06 Nov 1994 08:49:37 GMT"];
+
+/*
+ * Formats http_date anew when the second has changed.  The loop calls it
+ * on its own stack: gmtime_r and strftime are called once a second, not
+ * per request, and their deep frames never touch a coroutine's stack (an
+ * idle connection keeps every stack page it has ever touched).
+ */
+static void
+http_date_refresh(void)
+{
+    static time_t formatted;
+    time_t now = time(NULL);
+    struct tm tm;
+
+    if (now == formatted)
+        return;
+    formatted = now;
+    if (gmtime_r(&now, &tm) == NULL ||
+        strftime(http_date, sizeof http_date, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+        die("formatting the date");
+}
+
+static const struct {
+    int status;
+    const char *status_line, *body;
+} replies[] = {
+    { 200, "HTTP/1.1 200 OK\r\n", "Hello, World!\n" },
+    { 400, "HTTP/1.1 400 Bad Request\r\n", "Bad Request\n" },
+    { 414, "HTTP/1.1 414 URI Too Long\r\n", "URI Too Long\n" },
+    { 431, "HTTP/1.1 431 Request Header Fields Too Large\r\n",
+      "Request Header Fields Too Large\n" },
+    { 503, "HTTP/1.1 503 Service Unavailable\r\n", "Service Unavailable\n" },
+    { 505, "HTTP/1.1 505 HTTP Version Not Supported\r\n", "HTTP Version Not Supported\n" },
+};
+
+#define REPLY_MAX 320          /* the longest reply below, with room to spare */
+
+static size_t
+append(char *out, size_t at, const char *text)
+{
+    size_t len = strlen(text);
+
+    assert(at + len <= REPLY_MAX);
+    memcpy(out + at, text, len);
+    return at + len;
+}
+
+/*
+ * Formats the whole reply in out[REPLY_MAX], with memcpy rather than
+ * printf, which would take kilobytes of coroutine stack.  Returns its
+ * length.  The single space after "Content-Length:" matters: ab reads
+ * the number at a fixed offset.
+ */
+static size_t
+format_reply(char *out, int status, bool is_head, const char *connection)
+{
+    size_t i = 0, at;
+    char length[4];
+
+    while (replies[i].status != status)
+        i++;
+    assert(strlen(replies[i].body) < 100);
+    length[0] = (char)('0' + strlen(replies[i].body) / 10);
+    length[1] = (char)('0' + strlen(replies[i].body) % 10);
+    length[2] = '\0';
+    at = append(out, 0, replies[i].status_line);
+    at = append(out, at, "Server: tinyhttpd\r\nDate: ");
+    at = append(out, at, http_date);
+    at = append(out, at, "\r\nContent-Type: text/plain\r\nContent-Length: ");
+    at = append(out, at, length[0] == '0' ? length + 1 : length);
+    at = append(out, at, "\r\n");
+    at = append(out, at, connection);
+    at = append(out, at, "\r\n");
+    return is_head ? at : append(out, at, replies[i].body);
+}
+
+/* Answers one request.  Returns 0, or -1 if the client is gone.  May yield. */
+static int
+send_reply(struct conn *conn, const struct request *req, int status, bool keep_alive)
+{
+    char reply[REPLY_MAX];
+    const char *connection = !keep_alive ? "Connection: close\r\n"
+                           : req->is_http10 ? "Connection: keep-alive\r\n" : "";
+
+    TRACE("coro %u replies %d on fd %d\n", coro_current->id, status, conn->io.fd);
+    totals.requests++;
+    return conn_write(conn, reply, format_reply(reply, status, req->is_head, connection));
+}
+
+/*
+ * Answers 503 and closes, for a connection we cannot serve (no memory for
+ * a coroutine, or an fd the backend cannot watch).  One write without
+ * waiting: a new socket's send buffer is empty, so it takes the reply.
+ */
+static void
+refuse_connection(int fd)
+{
+    char reply[REPLY_MAX];
+    size_t len = format_reply(reply, 503, false, "Connection: close\r\n");
+
+    if (write(fd, reply, len) < 0) {
+        /* The client is gone already; we close it all the same. */
+    }
+    if (close(fd) < 0 && errno != EINTR)
+        die("close");
+}
+
+/*
+ * Closes the connection.  Closing a socket whose input we have not read
+ * makes the kernel send a reset, which can destroy our reply before the
+ * client reads it (RFC 9112, 9.6).  So when input may be left, we shut
+ * down our sending side first and read and drop what still comes, for up
+ * to LINGER_MS or LINGER_BYTES.  Otherwise just close: a lingering close
+ * on every connection would cost calls a plain event loop never makes.
+ * May yield.
+ */
+static void
+conn_close(struct conn *conn, bool linger)
+{
+    struct io *io = &conn->io;
+
+    if (linger && shutdown(io->fd, SHUT_WR) == 0) {
+        size_t drained = 0;
+        ssize_t n;
+
+        loop_set_deadline(io, LINGER_MS);
+        while (drained < LINGER_BYTES && (n = conn_read(conn, conn->buf, sizeof conn->buf)) > 0)
+            drained += (size_t)n;
+    }
+    loop_clear_deadline(io);
+    loop_forget(io);
+    TRACE("coro %u done with fd %d\n", io->coro->id, io->fd);
+    if (close(io->fd) < 0 && errno != EINTR)
+        die("close");
+    totals.open--;
+}
+
+/*
+ * The body of each connection's coroutine: read a request, answer it,
+ * and go on while the connection is kept alive.  Every call that can wait
+ * yields inside; none of that shows here.  May yield.
+ */
+static void
+serve_connection(int fd)
+{
+    struct conn conn;
+    struct request req;
+    bool linger = false;
+
+    io_init(&conn.io, fd);
+    conn.start = conn.end = 0;
+    conn.skipping_line = false;
+    if (loop_add(&conn.io) < 0) {
+        refuse_connection(fd);
+        return;
+    }
+    TRACE("coro %u handed fd %d\n", coro_current->id, fd);
+    totals.connections++;
+    if (++totals.open > totals.peak_open)
+        totals.peak_open = totals.open;
+    for (;;) {
+        int status;
+        bool keep_alive;
+
+        loop_set_deadline(&conn.io, idle_timeout_ms);
+        status = read_request(&conn, &req);
+        if (status == 0)
+            break;              /* closed, failed or timed out: no reply */
+        keep_alive = status == 200 && request_keeps_alive(&req);
+        if (send_reply(&conn, &req, status, keep_alive) < 0)
+            break;
+        if (!keep_alive) {
+            linger = status != 200 || req.has_body ||
+                     conn.start < conn.end || conn.io.may_read;
+            break;
+        }
+    }
+    conn_close(&conn, linger);
+}
+
+/*
+ * 5. Listener, signals, totals
+ * ---------------------------------------------------------------------
+ * The listener is a coroutine like the others: it accepts connections
+ * until none is waiting, spawns a coroutine for each, and waits for the
+ * listening socket to become readable again.
+ *
+ * The backlog (listen(2)) is how many connections the kernel completes
+ * and queues for us while we are busy.  When it is full, Linux drops the
+ * client's SYN, and the client sends it again only after its
+ * retransmission timeout: 3 s in 2009 (RFC 2988), then 6 s more, which is
+ * where that benchmark's 9 s requests came from with a backlog of 5; 1 s
+ * today (RFC 6298).  A backlog of 128 keeps the queue from filling.
+ */
+static void
+accept_connections(int listen_fd)
+{
+    struct io listener;
+
+    io_init(&listener, listen_fd);
+    if (loop_add(&listener) < 0)
+        die("watching the listening socket");
+    for (;;) {
+        int fd = loop_accept(listen_fd);
+
+        if (fd >= 0) {
+            if (coro_spawn(serve_connection, fd) < 0)
+                refuse_connection(fd);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            listener.may_read = false;
+            loop_wait(&listener, WANT_READ);
+        } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+            /* Out of descriptors or memory.  The connection stays in the
+             * backlog, and the listening socket stays readable: retrying
+             * at once would spin.  Pause instead; connections that close
+             * meanwhile free what the next accept needs. */
+            loop_sleep(&listener, ACCEPT_PAUSE_MS);
+        } else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EFAULT) {
+            die("accept");
+        }
+        /* Anything else (ECONNABORTED, EINTR, EPROTO, or a network error
+         * Linux passes on from the new connection) concerned that one
+         * connection: go on with the next. */
+    }
+}
+
+/* Opens the listening socket; name ("127.0.0.1:8080") is for messages. */
+static int
+open_listener(const struct sockaddr *address, socklen_t len, int backlog, const char *name)
+{
+    int fd = socket(address->sa_family, SOCK_STREAM, 0), one = 1;
+
+    if (fd < 0)
+        die("socket");
+    /* Restart at once after Ctrl-C, despite old connections in TIME_WAIT.
+     * Not SO_REUSEPORT: a second server must fail, not share the port. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
+        die("setsockopt SO_REUSEADDR");
+    /* Each reply is one write.  Without TCP_NODELAY, Nagle's algorithm
+     * (RFC 896) holds a pipelined reply until the client acknowledges the
+     * one before.  Accepted sockets inherit it: no call per connection. */
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
+        die("setsockopt TCP_NODELAY");
+    if (bind(fd, address, len) < 0)
+        die("bind %s", name);
+    if (listen(fd, backlog) < 0)
+        die("listen %s", name);
+    if (fcntl(fd, F_SETFL, O_NONBLOCK) < 0)
+        die("fcntl O_NONBLOCK");
+    return fd;
+}
+
+/* Writes where we serve, "http://127.0.0.1:8080/" or "http://[::1]:8080/",
+ * with the port the kernel chose if we asked for port 0. */
+static void
+listener_url(int fd, char *url, size_t size)
+{
+    struct sockaddr_storage bound;
+    socklen_t len = sizeof bound;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&bound;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&bound;
+    char host[INET6_ADDRSTRLEN];
+
+    if (getsockname(fd, (struct sockaddr *)&bound, &len) < 0)
+        die("getsockname");
+    if (bound.ss_family == AF_INET6) {
+        if (inet_ntop(AF_INET6, &v6->sin6_addr, host, sizeof host) == NULL)
+            die("inet_ntop");
+        snprintf(url, size, "http://[%s]:%d/", host, ntohs(v6->sin6_port));
+    } else {
+        if (inet_ntop(AF_INET, &v4->sin_addr, host, sizeof host) == NULL)
+            die("inet_ntop");
+        snprintf(url, size, "http://%s:%d/", host, ntohs(v4->sin_port));
+    }
+}
+
+/* Each connection takes a descriptor: allow as many as the hard limit. */
+static void
+raise_fd_limit(void)
+{
+    struct rlimit limit;
+
+    if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
+        die("getrlimit RLIMIT_NOFILE");
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) < 0) {
+        /* macOS reports an unlimited hard limit it will not grant: we
+         * keep the soft limit we have, which serves all the same. */
+    }
+}
+
+static volatile sig_atomic_t stop_requested;
+
+static void
+on_stop_signal(int signo)
+{
+    (void)signo;
+    stop_requested = 1;
+}
+
+/*
+ * Ignores SIGPIPE: writing to a client that has gone is normal, and write
+ * then fails with EPIPE.  SIGINT and SIGTERM set stop_requested; they stay
+ * blocked except inside the backend's wait (epoll_pwait, pselect), which
+ * unblocks them atomically, so one cannot slip in between the check of
+ * stop_requested and the wait, and the handler never runs on a
+ * coroutine's stack.  Fills *wait_mask with the mask for that wait.
+ */
+static void
+catch_signals(sigset_t *wait_mask)
+{
+    struct sigaction action;
+    sigset_t stop_signals;
+
+    memset(&action, 0, sizeof action);
+    sigemptyset(&action.sa_mask);
+    action.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &action, NULL) < 0)
+        die("sigaction SIGPIPE");
+    action.sa_handler = on_stop_signal;
+    if (sigaction(SIGINT, &action, NULL) < 0 || sigaction(SIGTERM, &action, NULL) < 0)
+        die("sigaction SIGINT, SIGTERM");
+    sigemptyset(&stop_signals);
+    sigaddset(&stop_signals, SIGINT);
+    sigaddset(&stop_signals, SIGTERM);
+    if (sigprocmask(SIG_BLOCK, &stop_signals, wait_mask) < 0)
+        die("sigprocmask");
+    sigdelset(wait_mask, SIGINT);
+    sigdelset(wait_mask, SIGTERM);
+}
+
+/* Runs the loop until SIGINT or SIGTERM, then prints the totals. */
+static void
+serve_forever(void)
+{
+    while (!stop_requested) {
+        http_date_refresh();
+        loop_once();
+    }
+    printf("tinyhttpd: %lu connections, %lu requests, peak %lu concurrent\n",
+           totals.connections, totals.requests, totals.peak_open);
+}
+
+/*
+ * 6. main and the command line
+ * ---------------------------------------------------------------------
+ */
+struct options {
+    struct sockaddr_storage address;
+    socklen_t address_len;
+    char name[INET6_ADDRSTRLEN + 8];   /* "127.0.0.1:8080", for messages */
+    int backlog;
+};
+
+static void
+usage(FILE *out, int status)
+{
+    fprintf(out,
+            "usage: tinyhttpd [-a ADDRESS] [-p PORT] [-b BACKLOG] [-t SECONDS] [-v] [-h]\n"
+            "  -a ADDRESS  numeric IPv4 or IPv6 address to listen on (default %s;\n"
+            "              0.0.0.0 to be reached from other machines)\n"
+            "  -p PORT     port, 0 for any free one (default %d)\n"
+            "  -b BACKLOG  connections the kernel queues for accept (default %d)\n"
+            "  -t SECONDS  idle keep-alive limit and time allowed to send a request\n"
+            "              head (default %d)\n"
+            "  -v          trace coroutines and the loop on stderr\n"
+            "  -h          show this help\n",
+            DEFAULT_ADDRESS, DEFAULT_PORT, DEFAULT_BACKLOG, DEFAULT_TIMEOUT_S);
+    exit(status);
+}
+
+static long
+number_or_usage(const char *text, long min, long max)
+{
+    char *end;
+    long value;
+
+    errno = 0;
+    value = strtol(text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || value < min || value > max) {
+        fprintf(stderr, "tinyhttpd: %s is not a number from %ld to %ld\n", text, min, max);
+        usage(stderr, 2);
+    }
+    return value;
+}
+
+/* Fills opt->address from a numeric IPv4 or IPv6 address; false if neither. */
+static bool
+set_address(struct options *opt, const char *host, long port)
+{
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&opt->address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&opt->address;
+
+    memset(&opt->address, 0, sizeof opt->address);
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        opt->address_len = sizeof *v4;
+        snprintf(opt->name, sizeof opt->name, "%s:%ld", host, port);
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        opt->address_len = sizeof *v6;
+        snprintf(opt->name, sizeof opt->name, "[%s]:%ld", host, port);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+static void
+parse_options(int argc, char **argv, struct options *opt)
+{
+    const char *host = DEFAULT_ADDRESS;
+    long port = DEFAULT_PORT;
+    int c;
+
+    opt->backlog = DEFAULT_BACKLOG;
+    while ((c = getopt(argc, argv, "a:p:b:t:vh")) != -1) {
+        switch (c) {
+        case 'a': host = optarg; break;
+        case 'p': port = number_or_usage(optarg, 0, 65535); break;
+        case 'b': opt->backlog = (int)number_or_usage(optarg, 1, 65535); break;
+        case 't': idle_timeout_ms = 1000 * number_or_usage(optarg, 1, 86400); break;
+        case 'v': trace_enabled = true; break;
+        case 'h': usage(stdout, 0); break;
+        default: usage(stderr, 2);
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "tinyhttpd: unexpected argument %s\n", argv[optind]);
+        usage(stderr, 2);
+    }
+    if (!set_address(opt, host, port)) {
+        fprintf(stderr, "tinyhttpd: %s is not a numeric IPv4 or IPv6 address\n", host);
+        usage(stderr, 2);
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    struct options opt;
+    sigset_t wait_mask;
+    char url[INET6_ADDRSTRLEN + 16];
+    int listen_fd;
+
+    parse_options(argc, argv, &opt);
+    listen_fd = open_listener((struct sockaddr *)&opt.address, opt.address_len,
+                              opt.backlog, opt.name);
+    listener_url(listen_fd, url, sizeof url);
+    raise_fd_limit();
+    catch_signals(&wait_mask);
+    coro_init();
+    loop_init(&wait_mask);
+    if (coro_spawn(accept_connections, listen_fd) < 0)
+        die("making the listener's coroutine");
+    printf("tinyhttpd: %s backend, serving %s (backlog %d)\n", BACKEND, url, opt.backlog);
+    if (fflush(stdout) == EOF)
+        die("writing to stdout");
+    serve_forever();
+    return 0;
+}
