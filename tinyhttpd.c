@@ -918,19 +918,17 @@ all_tchars(const char *p, size_t len)
 }
 
 /*
- * Checks "METHOD SP TARGET SP HTTP/x.y" (RFC 9112, section 3) and notes
- * HEAD and the version.  Returns 200, 400, or 505 for a major version
- * other than 1; a higher 1.x is answered as 1.1 (RFC 9110, 2.5).
+ * Checks "METHOD SP TARGET SP HTTP/x.y" (RFC 9112, section 3).  Returns
+ * 200, noting HEAD and the version; 400; or 505 for a major version other
+ * than 1.  A higher 1.x is answered as 1.1 (RFC 9110, section 2.5).
  */
 static int
 parse_request_line(const char *line, size_t len, struct request *req)
 {
-    const char *end = line + len, *method_end, *target, *v;
+    const char *end = line + len, *method_end = memchr(line, ' ', len), *target, *v;
 
-    method_end = memchr(line, ' ', len);
     if (method_end == NULL || method_end == line || !all_tchars(line, (size_t)(method_end - line)))
         return 400;
-    req->is_head = method_end - line == 4 && memcmp(line, "HEAD", 4) == 0;
     target = method_end + 1;
     for (v = target; v < end && *v > 0x20 && *v < 0x7f; v++)
         continue;
@@ -942,6 +940,7 @@ parse_request_line(const char *line, size_t len, struct request *req)
         return 400;
     if (v[5] != '1')
         return 505;
+    req->is_head = method_end - line == 4 && memcmp(line, "HEAD", 4) == 0;
     req->is_http10 = v[7] == '0';
     return 200;
 }
