@@ -428,25 +428,28 @@ coro_spawn(void (*body)(int), int arg)
  * one list sorted by time.  Nearly every deadline is "now + the idle
  * timeout", later than all the others, so inserting from the tail is a
  * step or two; the few shorter ones (lingering, pausing) walk back.
+ * An io whose coro is NULL belongs to the loop itself: the listener.
  */
 enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4 };
 
 struct io {
     int fd;
-    struct coro *coro;         /* the coroutine that uses fd */
+    struct coro *coro;         /* the coroutine that uses fd; NULL: the loop */
     int waiting_for;           /* WANT_READ or WANT_WRITE while it waits */
     bool may_read;             /* input may be there: try before waiting */
     bool may_write;            /* the send buffer may have room */
     bool eof_pending;          /* the peer has shut down its side */
     bool timed_out;            /* its deadline has passed */
     bool has_deadline;
-    int64_t deadline_ms;       /* on the loop_now_ms clock */
+    int64_t deadline_ms;       /* on the clock_ms() clock */
     struct io *earlier, *later; /* neighbours in the deadline list */
 };
 
 static struct io *deadlines_first, *deadlines_last;
-static int64_t loop_now_ms;            /* refreshed after every wait */
 
+/* Milliseconds on a clock that only goes forward.  clock_gettime(2) is
+ * answered in user space (the vDSO) on Linux: reading it per request is
+ * cheaper than keeping a cached time right. */
 static int64_t
 clock_ms(void)
 {
@@ -476,7 +479,7 @@ io_ready(struct io *io, int events)
         io->may_write = true;
     if (events & PEER_CLOSED)
         io->eof_pending = true;
-    if (io->waiting_for & events)
+    if (io->coro != NULL && (io->waiting_for & events))
         coro_ready(io->coro);
 }
 
@@ -498,7 +501,7 @@ loop_set_deadline(struct io *io, int64_t ms)
     struct io *before;
 
     loop_clear_deadline(io);
-    io->deadline_ms = loop_now_ms + ms;
+    io->deadline_ms = clock_ms() + ms;
     io->has_deadline = true;
     before = deadlines_last;
     while (before != NULL && before->deadline_ms > io->deadline_ms)
@@ -513,13 +516,17 @@ loop_set_deadline(struct io *io, int64_t ms)
 static void
 loop_expire_deadlines(void)
 {
-    while (deadlines_first != NULL && deadlines_first->deadline_ms <= loop_now_ms) {
+    int64_t now = clock_ms();
+
+    while (deadlines_first != NULL && deadlines_first->deadline_ms <= now) {
         struct io *io = deadlines_first;
 
         loop_clear_deadline(io);
         io->timed_out = true;
-        TRACE("coro %u deadline passed on fd %d\n", io->coro->id, io->fd);
-        coro_ready(io->coro);
+        if (io->coro != NULL) {
+            TRACE("coro %u deadline passed on fd %d\n", io->coro->id, io->fd);
+            coro_ready(io->coro);
+        }
     }
 }
 
@@ -541,17 +548,6 @@ loop_wait(struct io *io, int want)
         io->waiting_for = 0;
     }
     return io->timed_out ? -1 : 0;
-}
-
-/* Waits ms milliseconds, then clears io's deadline.  May yield. */
-static void
-loop_sleep(struct io *io, int64_t ms)
-{
-    TRACE("coro %u sleeps %lld ms\n", io->coro->id, (long long)ms);
-    loop_set_deadline(io, ms);
-    while (!io->timed_out)
-        coro_yield();
-    loop_clear_deadline(io);
 }
 
 /* Backend interface: each backend below provides exactly these. */
@@ -717,16 +713,14 @@ loop_poll(int timeout_ms)
 #endif                          /* } */
 
 /*
- * One turn of the loop: expire deadlines, run every ready coroutine, then
- * sleep until a socket is ready or the next deadline passes.
+ * One turn of the loop: run every ready coroutine, sleep until a socket is
+ * ready or the next deadline passes, and mark what became ready.
  */
 static void
 loop_once(void)
 {
     int timeout_ms = -1, n_ready;
 
-    loop_now_ms = clock_ms();
-    loop_expire_deadlines();
     coro_run_ready();
     if (deadlines_first != NULL) {
         int64_t left = deadlines_first->deadline_ms - clock_ms();
@@ -734,6 +728,7 @@ loop_once(void)
     }
     n_ready = loop_poll(timeout_ms);
     TRACE("%s: %d fds ready\n", BACKEND, n_ready);
+    loop_expire_deadlines();
 }
 
 /*
@@ -1214,6 +1209,7 @@ serve_connection(int fd)
     conn.start = conn.end = 0;
     conn.skipping_line = false;
     if (loop_add(&conn.io) < 0) {
+        TRACE("coro %u cannot watch fd %d: %s\n", coro_current->id, fd, strerror(errno));
         refuse_connection(fd);
         return;
     }
@@ -1244,9 +1240,10 @@ serve_connection(int fd)
 /*
  * 5. Listener, signals, totals
  * ---------------------------------------------------------------------
- * The listener is a coroutine like the others: it accepts connections
- * until none is waiting, spawns a coroutine for each, and waits for the
- * listening socket to become readable again.
+ * The listener needs no coroutine: accepting never has to wait, so the
+ * loop itself accepts, on its own stack, whenever the listening socket is
+ * readable, and hands each connection to a coroutine.  So coroutines are
+ * only ever made on the loop's stack, never on another coroutine's.
  *
  * The backlog (listen(2)) is how many connections the kernel completes
  * and queues for us while we are busy.  When it is full, Linux drops the
@@ -1255,29 +1252,32 @@ serve_connection(int fd)
  * where that benchmark's 9 s requests came from with a backlog of 5; 1 s
  * today (RFC 6298).  A backlog of 128 keeps the queue from filling.
  */
-static void
-accept_connections(int listen_fd)
-{
-    struct io listener;
+static struct io listener;             /* coro NULL: served by the loop */
 
-    io_init(&listener, listen_fd);
-    if (loop_add(&listener) < 0)
-        die("watching the listening socket");
-    for (;;) {
-        int fd = loop_accept(listen_fd);
+/* Accepts every waiting connection and spawns a coroutine for each. */
+static void
+accept_connections(void)
+{
+    while (listener.may_read) {
+        int fd = loop_accept(listener.fd);
 
         if (fd >= 0) {
-            if (coro_spawn(serve_connection, fd) < 0)
+            TRACE("accepted fd %d\n", fd);
+            if (coro_spawn(serve_connection, fd) < 0) {
+                TRACE("no coroutine for fd %d: %s\n", fd, strerror(errno));
                 refuse_connection(fd);
+            }
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
             listener.may_read = false;
-            loop_wait(&listener, WANT_READ);
         } else if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
             /* Out of descriptors or memory.  The connection stays in the
-             * backlog, and the listening socket stays readable: retrying
-             * at once would spin.  Pause instead; connections that close
-             * meanwhile free what the next accept needs. */
-            loop_sleep(&listener, ACCEPT_PAUSE_MS);
+             * backlog and the socket stays readable: retrying at once
+             * would spin.  Pause instead (serve_forever() skips us while
+             * the deadline runs); connections that close meanwhile free
+             * what the next accept needs. */
+            TRACE("accept: %s: pausing %d ms\n", strerror(errno), ACCEPT_PAUSE_MS);
+            loop_set_deadline(&listener, ACCEPT_PAUSE_MS);
+            break;
         } else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EFAULT) {
             die("accept");
         }
@@ -1285,6 +1285,8 @@ accept_connections(int listen_fd)
          * Linux passes on from the new connection) concerned that one
          * connection: go on with the next. */
     }
+    /* Ask the backend about the listener only when we would act on it. */
+    listener.waiting_for = listener.has_deadline ? 0 : WANT_READ;
 }
 
 /* Opens the listening socket; name ("127.0.0.1:8080") is for messages. */
@@ -1398,6 +1400,8 @@ serve_forever(void)
 {
     while (!stop_requested) {
         http_date_refresh();
+        if (!listener.has_deadline)    /* no deadline: not pausing */
+            accept_connections();
         loop_once();
     }
     printf("tinyhttpd: %lu connections, %lu requests, peak %lu concurrent\n",
@@ -1516,8 +1520,9 @@ main(int argc, char **argv)
     catch_signals(&wait_mask);
     coro_init();
     loop_init(&wait_mask);
-    if (coro_spawn(accept_connections, listen_fd) < 0)
-        die("making the listener's coroutine");
+    io_init(&listener, listen_fd);
+    if (loop_add(&listener) < 0)
+        die("watching the listening socket");
     printf("tinyhttpd: %s backend, serving %s (backlog %d)\n", BACKEND, url, opt.backlog);
     if (fflush(stdout) == EOF)
         die("writing to stdout");
