@@ -106,13 +106,15 @@ serves() {
 }
 
 n_fds() { ls "/proc/$PID/fd" 2>/dev/null | wc -l; }
+fds_at_most() { [ "$(n_fds)" -le "$1" ]; }
 
 # check NAME [-- SERVER ARGS --] TEST [ARGS...]: runs a client.py test on
 # a fresh server (given SERVER_PID in its environment).  Afterwards the
 # server must be back to the descriptors it started with (nothing leaked),
 # still serve a plain GET, and stop cleanly on SIGTERM.
 check() {
-    local name=$1 why fds server_args=()
+    local name=$1 why fds server_args=() patience=5
+    [ -n "$FLAVOR" ] && patience=20     # sanitizers and valgrind are slower
     shift
     if [ "$1" = -- ]; then
         shift
@@ -127,7 +129,7 @@ check() {
     why=$(SERVER_PID=$PID client "$@" 2>&1)
     if [ $? -ne 0 ]; then
         fail "$name: $why"
-    elif ! wait_until 5 [ "$(n_fds)" -le "$fds" ]; then
+    elif ! wait_until "$patience" fds_at_most "$fds"; then
         fail "$name: the server holds $(($(n_fds) - fds)) more descriptors than before"
     elif ! serves; then
         fail "$name: the server no longer serves a plain GET afterwards"
@@ -1074,11 +1076,21 @@ test_backpressure() {
     stop_server
 }
 
+# valgrind keeps the top of the descriptor range for itself: when accept
+# returns one of those it closes it, so descriptor limits are not ours.
+not_under_valgrind() {
+    [ "$FLAVOR" != valgrind ] && return 0
+    skipped "$1: valgrind reserves the highest descriptors"
+    return 1
+}
+
 test_out_of_fds() {
+    not_under_valgrind "out of descriptors" || return
     FD_LIMIT=64 check "out of descriptors (ulimit -n 64): pause, no busy loop, recover" out_of_fds
 }
 
 test_fd_setsize() {
+    not_under_valgrind "FD_SETSIZE" || return
     if ! (ulimit -n 4096) 2>/dev/null; then
         skipped "FD_SETSIZE: cannot raise ulimit -n to 4096"
         return
@@ -1262,6 +1274,7 @@ checked_builds() {
     FLAVOR=ubsan
     build "$TMP/ubsan" cc -O1 -g -fsanitize=undefined -fno-sanitize-recover=all
     UBSAN_OPTIONS=print_stacktrace=1 suite_on "$TMP/ubsan"
+    backend=all
     errors=$(cat "$TMP"/server.*.err 2>/dev/null | grep -c 'runtime error')
     if [ "$errors" -ne 0 ]; then fail "UBSan: $errors runtime errors"; else ok "UBSan printed nothing"; fi
     # AddressSanitizer cannot follow a longjmp to another stack: it warns
@@ -1275,6 +1288,7 @@ checked_builds() {
     echo "AddressSanitizer printed, over the whole run (count, message):"
     cat "$TMP"/server.*.err 2>/dev/null | grep -h '^==[0-9]*==' | sed 's/^==[0-9]*==//; s/0x[0-9a-f]*/0x.../g; s/([0-9]*)/(N)/g' |
         sort | uniq -c | sed 's/^/    /'
+    backend=all
     errors=$(cat "$TMP"/server.*.err 2>/dev/null | grep -c 'ERROR: AddressSanitizer')
     if [ "$errors" -ne 0 ]; then fail "ASan: $errors errors"; else ok "ASan reported no error"; fi
     rm -f "$TMP"/server.*
@@ -1286,11 +1300,14 @@ checked_builds() {
     printf '%s\n' '{' '   first entry into a coroutine stack (write)' '   Memcheck:Addr8' \
         '   fun:coro_trampoline' '}' '{' '   first entry into a coroutine stack (read)' \
         '   Memcheck:Addr8' '   fun:serve_connection' '   fun:coro_trampoline' '}' >"$TMP/valgrind.supp"
-    RUN=(valgrind -q --error-exitcode=99 --suppressions="$TMP/valgrind.supp")
+    RUN=(valgrind --error-exitcode=99 --suppressions="$TMP/valgrind.supp")
     backend=epoll BIN=./tinyhttpd-epoll run_suite
-    echo "valgrind printed, over the whole run (count, message):"
-    cat "$TMP"/server.*.err 2>/dev/null | grep -h '^==[0-9]*==' | sed 's/^==[0-9]*==//; s/0x[0-9A-Fa-f]*/0x.../g; s/[0-9]\{6,\}/N/g' |
+    echo "valgrind's warnings and error summaries, over the whole run (count, message):"
+    cat "$TMP"/server.*.err 2>/dev/null | grep -h '^==[0-9]*==' | sed 's/^==[0-9]*== *//' |
+        grep -E 'Warning|warning|ERROR SUMMARY|Invalid|further instances' |
+        sed 's/0x[0-9A-Fa-f]*/0x.../g; s/[0-9]\{6,\}/N/g;' |
         sort | uniq -c | sed 's/^/    /'
+    backend=epoll
     errors=$(cat "$TMP"/server.*.err 2>/dev/null | grep -cE 'Invalid (read|write)|uninitialised|Conditional jump')
     if [ "$errors" -ne 0 ]; then fail "valgrind: $errors error reports"; else ok "valgrind reported no memory error"; fi
     RUN=()
