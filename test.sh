@@ -1236,6 +1236,347 @@ run_suite() {
     fi
 }
 
+# --- make bench: the 2009 table, keep-alive, the backlog, select vs epoll. ---
+#
+# Each server runs pinned to CPU 0 and each client to CPU 1 (when taskset
+# and two CPUs exist).  Every figure is the median of three runs,
+# interleaved across servers, because this and most machines are noisy.
+# Server CPU per request is utime+stime of the server process, from
+# /proc/PID/stat, over the run, divided by the requests it served.
+
+bench_setup() {
+    BENCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tinyhttpd-bench.XXXXXX") || exit 1
+    SERVER_CPU=() CLIENT_CPU=()
+    if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
+        SERVER_CPU=(taskset -c 0) CLIENT_CPU=(taskset -c 1)
+    fi
+    PEERS="epoll select"
+    if command -v node >/dev/null; then PEERS="$PEERS node"; else
+        echo "bench: no node: skipping its rows (Debian/Ubuntu: apt-get install nodejs)"; fi
+    NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null)
+    if [ -n "$NGINX" ]; then PEERS="$PEERS nginx"; else
+        echo "bench: no nginx: skipping its rows (Debian/Ubuntu: apt-get install nginx-light)"; fi
+    HAVE_WRK=""
+    if command -v wrk >/dev/null; then HAVE_WRK=1; else
+        echo "bench: no wrk: skipping the wrk rows (Debian/Ubuntu: apt-get install wrk)"; fi
+    echo "bench: raw outputs in $BENCH_DIR"
+    echo "bench: server on CPU ${SERVER_CPU[2]:-any}, client on CPU ${CLIENT_CPU[2]:-any}; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), Linux $(uname -r)"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+answers() { [ "$(curl -s --max-time 2 "$1")" = "Hello, World!" ]; }
+
+# start_peer NAME [BACKLOG]: starts a server, pinned; sets PID and URL.
+start_peer() {
+    local port backlog=${2:-128}
+    case $1 in
+    epoll | select)
+        start_server "${SERVER_CPU[@]}" ./tinyhttpd-"$1" -b "$backlog" || return 1
+        return 0 ;;
+    node)
+        port=$(free_port)
+        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain'});s.end('Hello, World!\n')}).listen($port,'127.0.0.1')" \
+            >"$BENCH_DIR/node.log" 2>&1 &
+        PID=$! ;;
+    nginx)
+        port=$(free_port)
+        mkdir -p "$BENCH_DIR/nginx"
+        cat >"$BENCH_DIR/nginx/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $BENCH_DIR/nginx/nginx.pid;
+error_log $BENCH_DIR/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    keepalive_requests 10000000;
+    client_body_temp_path $BENCH_DIR/nginx/body;
+    proxy_temp_path $BENCH_DIR/nginx/proxy;
+    fastcgi_temp_path $BENCH_DIR/nginx/fastcgi;
+    uwsgi_temp_path $BENCH_DIR/nginx/uwsgi;
+    scgi_temp_path $BENCH_DIR/nginx/scgi;
+    server {
+        listen 127.0.0.1:$port backlog=$backlog;
+        location / { return 200 "Hello, World!\n"; }
+    }
+}
+EOF
+        "${SERVER_CPU[@]}" "$NGINX" -p "$BENCH_DIR/nginx" -e "$BENCH_DIR/nginx/error.log" \
+            -c "$BENCH_DIR/nginx/nginx.conf" >"$BENCH_DIR/nginx.log" 2>&1 &
+        PID=$! ;;
+    esac
+    PIDS+=("$PID")
+    URL="http://127.0.0.1:$port/"
+    wait_until 10 answers "$URL"
+}
+
+cpu_us() {     # utime+stime of PID, in microseconds
+    awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); printf "%d\n", (f[12] + f[13]) * 1000000 / hz }' "/proc/$1/stat"
+}
+
+listen_overflows() {
+    awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col["ListenOverflows"] }' /proc/net/netstat
+}
+
+# measure TABLE SERVER RUN CLIENT ARGS...: runs ab or wrk against URL, and
+# appends one line of figures to $BENCH_DIR/results.
+measure() {
+    local table=$1 server=$2 run=$3 tool=$4 raw cpu0 cpu1 ovf0 ovf1 times
+    shift 4
+    raw="$BENCH_DIR/$table.$server.$run.txt"
+    cpu0=$(cpu_us "$PID") ovf0=$(listen_overflows)
+    { TIMEFORMAT='%3U %3S %3R'; time "${CLIENT_CPU[@]}" "$tool" "$@" "$URL" >"$raw" 2>&1; } 2>"$raw.time"
+    cpu1=$(cpu_us "$PID") ovf1=$(listen_overflows)
+    echo "$table $server $run $tool $((cpu1 - cpu0)) $((ovf1 - ovf0)) $(cat "$raw.time") $raw" >>"$BENCH_DIR/results"
+    python3 "$TMP/report.py" progress "$BENCH_DIR/results"
+}
+
+# Holds N idle keep-alive connections (each answered once) until stopped.
+hold_idle() {
+    python3 - "$PORT" "$1" "$BENCH_DIR/idle.ready" <<'PY' &
+import socket, sys, time
+port, n, ready = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+conns = [socket.create_connection(('127.0.0.1', port)) for _ in range(n)]
+for c in conns:
+    c.sendall(b'GET / HTTP/1.1\r\n\r\n')
+for c in conns:
+    data = b''
+    while not data.endswith(b'Hello, World!\n'):
+        data += c.recv(1000)
+open(ready, 'w').close()
+time.sleep(3600)
+PY
+    IDLE_PID=$!
+    PIDS+=("$IDLE_PID")
+    wait_until 30 [ -e "$BENCH_DIR/idle.ready" ]
+}
+
+bench() {
+    local quick=$1 runs=3 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 run s b n
+    if [ "$quick" = --quick ]; then
+        runs=1 n2009=2000 nka=5000 secs=1 nb1=2000 nb2=1000 cb2=200 csecs=1
+    elif [ -n "$quick" ]; then
+        usage
+    fi
+    bench_setup
+    cat >"$TMP/report.py" <<'PY'
+# The bench's reporter: python3 report.py progress RESULTS
+#                       python3 report.py tables RESULTS "PEERS" RUNS
+# RESULTS has one line per run: table server run tool cpu_us overflows
+# user sys real rawfile.
+import re, statistics, sys
+
+NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'nginx': 'nginx',
+         'b5': 'backlog 5', 'b128': 'backlog 128'}
+
+
+def seconds(text):
+    number, unit = re.fullmatch(r'([\d.]+)(us|ms|s|m)', text).groups()
+    return float(number) * {'us': 1e-6, 'ms': 1e-3, 's': 1.0, 'm': 60.0}[unit]
+
+
+def parse_ab(raw):
+    def find(pattern, default=None):
+        m = re.search(pattern, raw, re.M)
+        return float(m.group(1)) if m else default
+    return {
+        'requests': find(r'^Complete requests:\s+(\d+)', 0),
+        'rps': find(r'^Requests per second:\s+([\d.]+)', 0),
+        'mean_ms': find(r'^Time per request:\s+([\d.]+) \[ms\] \(mean\)', 0),
+        'longest_ms': find(r'^\s+100%\s+(\d+)', 0),
+        'connect_max_ms': find(r'^Connect:\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\d+)', 0),
+        'failed': find(r'^Failed requests:\s+(\d+)', 0),
+        'length_failures': find(r'Length: (\d+)', 0),
+        'keep_alive': find(r'^Keep-Alive requests:\s+(\d+)', 0),
+        'non_2xx': find(r'^Non-2xx responses:\s+(\d+)', 0),
+    }
+
+
+def parse_wrk(raw):
+    latency = re.search(r'Latency\s+(\S+)\s+\S+\s+(\S+)', raw)
+    errors = re.search(r'Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)', raw)
+    non_2xx = re.search(r'Non-2xx or 3xx responses: (\d+)', raw)
+    return {
+        'requests': float(re.search(r'(\d+) requests in', raw).group(1)),
+        'rps': float(re.search(r'^Requests/sec:\s+([\d.]+)', raw, re.M).group(1)),
+        'mean_ms': seconds(latency.group(1)) * 1000,
+        'longest_ms': seconds(latency.group(2)) * 1000,
+        'failed': float(sum(int(x) for x in errors.groups()) if errors else 0) + (int(non_2xx.group(1)) if non_2xx else 0),
+    }
+
+
+def load(path):
+    rows = []
+    for line in open(path):
+        table, server, run, tool, cpu_us, overflows, user, system, real, raw = line.split()
+        text = open(raw, errors='replace').read()
+        try:
+            row = parse_ab(text) if tool == 'ab' else parse_wrk(text)
+        except (AttributeError, ValueError):
+            row = {'requests': 0, 'rps': 0, 'failed': -1}
+        row.update(table=table, server=server, run=int(run), tool=tool, overflows=int(overflows),
+                   client_cpu=100 * (float(user) + float(system)) / max(float(real), 1e-9))
+        row['cpu_per_request'] = int(cpu_us) / row['requests'] if row['requests'] else float('nan')
+        rows.append(row)
+    return rows
+
+
+def median(rows, table, server, key, worst=False):
+    values = [r[key] for r in rows if r['table'] == table and r['server'] == server and key in r]
+    if not values:
+        return None
+    return max(values) if worst else statistics.median(values)
+
+
+def fmt(value, digits=0):
+    if value is None:
+        return '-'
+    return '{:,.{}f}'.format(value, digits)
+
+
+def table(rows, name, servers, columns, node_ratio=True):
+    """Markdown rows: columns are (title, key, digits, worst)."""
+    head = ['server'] + [c[0] for c in columns] + (['vs node'] if node_ratio else [])
+    out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    node_rps = median(rows, name, 'node', 'rps')
+    for s in servers:
+        if median(rows, name, s, 'rps') is None:
+            continue
+        cells = [NAMES.get(s, s)] + [fmt(median(rows, name, s, key, worst), digits) for _, key, digits, worst in columns]
+        if node_ratio:
+            rps = median(rows, name, s, 'rps')
+            cells.append('%.2fx' % (rps / node_rps) if node_rps else '-')
+        out.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(out)
+
+
+def bars(value, top, width=30):
+    return '#' * max(1, round(width * value / top)) if value else ''
+
+
+def chart(rows):
+    lines = ['select and epoll as connections grow: 50 busy (wrk -t1 -c50) among N open, the rest idle',
+             '', '  open  build    req/s (thousands)                        server CPU us per request']
+    rps_top = max(r['rps'] for r in rows if r['table'].startswith('open')) / 1000
+    cpu_top = max(r['cpu_per_request'] for r in rows if r['table'].startswith('open'))
+    for n in (50, 200, 800):
+        for s in ('epoll', 'select'):
+            rps = median(rows, 'open%d' % n, s, 'rps')
+            cpu = median(rows, 'open%d' % n, s, 'cpu_per_request')
+            if rps is None:
+                continue
+            lines.append('  %4d  %-7s  %-31s %5.0f   %-31s %5.2f' % (n, s, bars(rps / 1000, rps_top), rps / 1000,
+                                                                    bars(cpu, cpu_top), cpu))
+    return '\n'.join(lines)
+
+
+def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2):
+    rows = load(path)
+    servers = peers.split()
+    m = 'median of %s run%s' % (runs, '' if runs == '1' else 's')
+    cpu = ('server CPU us/req', 'cpu_per_request', 1, False)
+    print('### The 2009 workload: ab -n %s -c 50, a new connection per request (%s)\n' % (n2009, m))
+    print(table(rows, '2009', servers, [('req/s', 'rps', 0, False), ('mean ms', 'mean_ms', 2, False),
+                                        ('longest ms', 'longest_ms', 0, False), ('max connect ms', 'connect_max_ms', 0, False),
+                                        ('failed (worst)', 'failed', 0, True), ('length failures (worst)', 'length_failures', 0, True),
+                                        cpu, ('ab CPU %', 'client_cpu', 0, False)]))
+    print('\nIn 2009 (the post): Node.js 3,955 and 3,974 req/s, longest request 95-127 ms; the coroutine server'
+          '\n6,948 req/s with a backlog of 5 (longest request 9,220 ms, which the post rounds to 9,200) and 7,690'
+          '\nreq/s with a backlog of 100 (longest 23 ms): "1.925x faster on average".  Where ab CPU is near 100%,'
+          '\nab itself was the limit, not the server: compare server CPU per request instead.\n')
+    print('### Keep-alive: ab -k -n %s -c 50 (%s)\n' % (nka, m))
+    print(table(rows, 'ab-k', servers, [('req/s', 'rps', 0, False), ('mean ms', 'mean_ms', 3, False),
+                                        ('longest ms', 'longest_ms', 0, False), ('failed (worst)', 'failed', 0, True),
+                                        ('keep-alive requests', 'keep_alive', 0, False), cpu, ('ab CPU %', 'client_cpu', 0, False)]))
+    print('\nab sends HTTP/1.0 with "Connection: Keep-Alive"; node answers it with "Connection: close", so it'
+          '\nserves no request kept alive and its row measures a new connection per request.\n')
+    if any(r['tool'] == 'wrk' for r in rows):
+        print('### Keep-alive: wrk -t1 -c50 -d%ss (%s)\n' % (secs, m))
+        wrk_columns = [('req/s', 'rps', 0, False), ('mean latency ms', 'mean_ms', 3, False),
+                       ('max latency ms', 'longest_ms', 1, False), ('errors (worst)', 'failed', 0, True), cpu,
+                       ('wrk CPU %', 'client_cpu', 0, False)]
+        print(table(rows, 'wrk-c50', servers, wrk_columns))
+        print('\nAnd with 1000 connections, wrk -t1 -c1000 -d%ss:\n' % secs)
+        print(table(rows, 'wrk-c1000', servers, wrk_columns, node_ratio=False))
+        print()
+    print('### The backlog: tinyhttpd-epoll, ab -s 60 -r (%s)\n' % m)
+    head = '| backlog | workload | req/s | longest ms | max connect ms | failed (worst) | ListenOverflows |'
+    out = [head, '|---|---|---|---|---|---|---|']
+    for t in sorted({r['table'] for r in rows if r['table'].startswith('backlog')}, key=lambda t: int(t.split('-c')[1])):
+        for b in ('b5', 'b128'):
+            if median(rows, t, b, 'rps') is None:
+                continue
+            n = next(r['requests'] for r in rows if r['table'] == t and r['server'] == b)
+            out.append('| %s | ab -n %d -c %s | %s | %s | %s | %s | %s |' % (
+                NAMES[b].split()[1], n, t.split('-c')[1], fmt(median(rows, t, b, 'rps')),
+                fmt(median(rows, t, b, 'longest_ms')), fmt(median(rows, t, b, 'connect_max_ms')),
+                fmt(median(rows, t, b, 'failed', True)), fmt(median(rows, t, b, 'overflows'))))
+    print('\n'.join(out))
+    print('\nListenOverflows is the kernel\'s count (/proc/net/netstat) for the whole machine during the run.'
+          '\nA SYN that finds the accept queue full is dropped, and the client sends it again only after its'
+          '\nretransmission timeout, doubling each time: 3 s in 2009 (RFC 2988), so 3 s + 6 s = the 9 s tail'
+          '\nof the post; 1 s today (RFC 6298), so 1, 3, 7 s.  A backlog of 128 keeps the queue from filling.\n')
+    print('### select and epoll as connections grow (%s)\n' % m)
+    print('```\n' + chart(rows) + '\n```')
+
+
+def progress(path):
+    r = load(path)[-1]
+    print('bench: %-12s %-16s run %d: %9s req/s, %6.2f us server CPU per request, client CPU %3.0f%%%s' % (
+        r['table'], NAMES.get(r['server'], r['server']), r['run'], fmt(r['rps']), r['cpu_per_request'],
+        r['client_cpu'], '' if not r.get('failed') else ', %d failed' % r['failed']), flush=True)
+
+
+if __name__ == '__main__':
+    if sys.argv[1] == 'progress':
+        progress(sys.argv[2])
+    else:
+        tables(*sys.argv[2:])
+PY
+    for run in $(seq "$runs"); do
+        for s in $PEERS; do
+            start_peer "$s" || { fail "bench: $s did not start"; continue; }
+            measure 2009 "$s" "$run" ab -q -n "$n2009" -c 50 -s 60
+            measure ab-k "$s" "$run" ab -q -k -n "$nka" -c 50 -s 60
+            [ -n "$HAVE_WRK" ] && measure wrk-c50 "$s" "$run" wrk -t1 -c50 -d"${secs}s"
+            if [ -n "$HAVE_WRK" ] && { [ "$s" = epoll ] || [ "$s" = nginx ]; }; then
+                measure wrk-c1000 "$s" "$run" wrk -t1 -c1000 -d"${secs}s"
+            fi
+            stop_server
+        done
+        for b in 5 128; do
+            start_peer epoll "$b" || continue
+            measure "backlog-c50" "b$b" "$run" ab -q -n "$nb1" -c 50 -s 60 -r
+            measure "backlog-c$cb2" "b$b" "$run" ab -q -n "$nb2" -c "$cb2" -s 60 -r
+            stop_server
+        done
+        for s in epoll select; do
+            for n in 50 200 800; do
+                start_peer "$s" || continue
+                [ "$n" -gt 50 ] && hold_idle $((n - 50))
+                if [ -n "$HAVE_WRK" ]; then
+                    measure "open$n" "$s" "$run" wrk -t1 -c50 -d"${csecs}s"
+                else
+                    measure "open$n" "$s" "$run" ab -q -k -n "$nka" -c 50
+                fi
+                [ "$n" -gt 50 ] && { kill "$IDLE_PID"; wait "$IDLE_PID" 2>/dev/null; rm -f "$BENCH_DIR/idle.ready"; }
+                stop_server
+            done
+        done
+    done
+    python3 "$TMP/report.py" tables "$BENCH_DIR/results" "$PEERS" "$runs" "$n2009" "$nka" "$secs" \
+        "$nb1" "$nb2" "$cb2" | tee "$BENCH_DIR/tables.md"
+    backend=bench
+    for table in "The 2009 workload" "Keep-alive" "The backlog" "select and epoll"; do
+        if grep -q "^### $table" "$BENCH_DIR/tables.md"; then ok "table: $table"; else fail "table: $table is missing"; fi
+    done
+    echo "bench: raw outputs and tables.md in $BENCH_DIR"
+}
+
 need() {   # need PROGRAM...: report what is missing and stop
     local p missing=""
     for p in "$@"; do

@@ -441,6 +441,7 @@ struct io {
     bool eof_pending;          /* the peer has shut down its side */
     bool timed_out;            /* its deadline has passed */
     bool has_deadline;
+    bool watching_writes;      /* the backend reports writability (epoll) */
     int64_t deadline_ms;       /* on the clock_ms() clock */
     struct io *earlier, *later; /* neighbours in the deadline list */
 };
@@ -530,6 +531,14 @@ loop_expire_deadlines(void)
     }
 }
 
+/* Backend interface: each backend below provides exactly these. */
+static void loop_init(const sigset_t *wait_mask); /* the mask while waiting */
+static int  loop_accept(int listen_fd);   /* non-blocking fd, or -1, errno */
+static int  loop_add(struct io *io);      /* watch io->fd; -1 if it cannot */
+static int  loop_watch(struct io *io, int want);  /* before waiting on it */
+static void loop_forget(struct io *io);   /* call before close(io->fd) */
+static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
+
 /*
  * Waits until io->fd is ready for want (WANT_READ or WANT_WRITE).
  * Returns 0, or -1 once the deadline has passed.  May yield.
@@ -543,6 +552,8 @@ loop_wait(struct io *io, int want)
     while (!*ready && !io->timed_out) {
         TRACE("coro %u waits on fd %d for %s\n", io->coro->id, io->fd,
               want == WANT_READ ? "read" : "write");
+        if (loop_watch(io, want) < 0)
+            return -1;
         io->waiting_for = want;
         coro_yield();
         io->waiting_for = 0;
@@ -550,22 +561,18 @@ loop_wait(struct io *io, int want)
     return io->timed_out ? -1 : 0;
 }
 
-/* Backend interface: each backend below provides exactly these. */
-static void loop_init(const sigset_t *wait_mask); /* the mask while waiting */
-static int  loop_accept(int listen_fd);   /* non-blocking fd, or -1, errno */
-static int  loop_add(struct io *io);      /* watch io->fd; -1 if it cannot */
-static void loop_forget(struct io *io);   /* call before close(io->fd) */
-static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
 
 #if defined(USE_EPOLL)          /* { Linux: epoll(7) */
 /*
  * epoll keeps the list of watched sockets in the kernel.  A socket is
- * added once, for both directions, edge-triggered (EPOLLET): the kernel
- * reports a change once, when it happens, and epoll_wait(2) returns only
- * the sockets that changed, so a wait costs the same with ten connections
- * or ten thousand.  Because each change is reported once, io->may_read and
- * io->may_write remember it until a read or write uses it up.  Closing a
- * socket removes it from the list, so loop_forget() has nothing to do.
+ * added once, edge-triggered (EPOLLET): the kernel reports a change once,
+ * when it happens, and epoll_wait(2) returns only the sockets that
+ * changed, so a wait costs the same with ten connections or ten thousand.
+ * Because each change is reported once, io->may_read and io->may_write
+ * remember it until a read or write uses it up.  Writability is asked for
+ * only when a write first has to wait: a new socket is writable at once,
+ * and reporting that for every connection would cost an event each.
+ * Closing a socket removes it from the list: loop_forget() does nothing.
  */
 #include <sys/epoll.h>
 #define BACKEND "epoll"
@@ -590,14 +597,29 @@ loop_accept(int listen_fd)
 }
 
 static int
-loop_add(struct io *io)
+epoll_watch(struct io *io, int op, uint32_t events)
 {
     struct epoll_event event;
 
     memset(&event, 0, sizeof event);
-    event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    event.events = events | EPOLLIN | EPOLLRDHUP | EPOLLET;
     event.data.ptr = io;
-    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, io->fd, &event);
+    return epoll_ctl(epoll_fd, op, io->fd, &event);
+}
+
+static int
+loop_add(struct io *io)
+{
+    return epoll_watch(io, EPOLL_CTL_ADD, 0);
+}
+
+static int
+loop_watch(struct io *io, int want)
+{
+    if (want != WANT_WRITE || io->watching_writes)
+        return 0;
+    io->watching_writes = true;
+    return epoll_watch(io, EPOLL_CTL_MOD, EPOLLOUT);
 }
 
 static void
@@ -670,6 +692,13 @@ loop_add(struct io *io)
     select_ios[io->fd] = io;
     if (io->fd > select_max_fd)
         select_max_fd = io->fd;
+    return 0;
+}
+
+static int
+loop_watch(struct io *io, int want)
+{
+    (void)io, (void)want;      /* loop_poll() reads io->waiting_for */
     return 0;
 }
 
