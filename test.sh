@@ -1015,6 +1015,29 @@ test_port_in_use() {
     stop_server
 }
 
+# -v on one keep-alive connection (curl fetching twice): the coroutine
+# handed the accepted fd goes through its events in order.
+test_trace() {
+    local fd id events want
+    start_server "${RUN[@]}" "$BIN" -v || { fail "trace: server did not start"; return; }
+    curl -s --max-time 5 "$URL" "$URL" >/dev/null
+    stop_server
+    fd=$(sed -n 's/^loop: accepted fd \([0-9]*\)$/\1/p' "$OUT.err" | head -1)
+    id=$(sed -n "s/^coro \([0-9]*\) handed fd $fd\$/\1/p" "$OUT.err" | head -1)
+    events=$(grep "^coro $id " "$OUT.err" | sed "s/^coro $id //; s/fd $fd\b/fd F/; s/stack 0x.*/stack S/" |
+        tr '\n' ';')
+    want="created, stack S;resumed;handed fd F;waits on fd F for read;resumed;replies 200 on fd F;"
+    want="${want}waits on fd F for read;resumed;replies 200 on fd F;waits on fd F for read;resumed;"
+    want="${want}done with fd F;parked;"
+    if [ -z "$fd" ] || [ -z "$id" ]; then
+        fail "trace: no 'loop: accepted fd N' and 'coro K handed fd N' in: $(head -5 "$OUT.err" | tr '\n' '|')"
+    elif [ "$events" != "$want" ]; then
+        fail "trace: coro $id on fd $fd went '$events', want '$want'"
+    else
+        ok "trace -v: coro $id on fd $fd: created, handed, 2 requests answered, done, parked, in order"
+    fi
+}
+
 # --- Hardening: bad input, rude clients, resource limits. ---
 
 # native_only NAME: true for the plain build; else prints a skip line.
@@ -1223,6 +1246,7 @@ run_suite() {
     test_stop_signals
     test_command_line
     test_port_in_use
+    test_trace
     test_bad_input
     test_rude_clients
     test_backpressure

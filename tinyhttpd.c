@@ -86,13 +86,14 @@
 #endif
 
 /*
- * Tunables.  STACK_SIZE is the part that matters: a coroutine's whole
- * call chain must fit in it.  The deepest chain, serving a request with -v
- * on, needs about 12 KiB: the signal frame the kernel leaves at the top
- * (section 2; about 3.5 KiB with AVX-512 state, up to 12 KiB on CPUs with
- * AMX), the connection with its buffer (2 KiB), and fprintf for the trace.
- * 64 KiB leaves room to spare, and costs only address space: the kernel
- * gives a stack real memory page by page, as it is first touched.
+ * Tunables.  STACK_SIZE is the one to understand: a coroutine's whole call
+ * chain must fit in it.  Measured on an x86-64 Xeon (AVX-512, AMX): the
+ * signal frame the kernel leaves at the top of each stack (section 2)
+ * takes 6.4 KiB; serving a request needs 8 to 12 KiB in all, and 16 to
+ * 20 KiB with -v, since fprintf is hungry for stack.  64 KiB leaves room
+ * for CPUs with a larger signal frame, and costs only address space: the
+ * kernel backs a stack with memory page by page, as it is first touched,
+ * and an idle keep-alive connection touches two pages (8 KiB).
  */
 #ifndef STACK_SIZE
 #define STACK_SIZE (64 * 1024)     /* bytes of stack per coroutine */
@@ -141,10 +142,10 @@ die(const char *fmt, ...)
  *     high  +------------------------+
  *           | struct coro            |  context, links, id
  *           +------------------------+  <- the stack starts here
- *           | signal frame (unused)  |  written once, in step 4 below
- *           | the coroutine's frames |
+ *           | signal frame (unused)  |  left by the kernel in step 4
+ *           | the coroutine's frames |  of coro_make_context()
  *           |           |            |
- *           |           v            |  and grows down...
+ *           |           v            |  the stack grows down...
  *           +------------------------+
  *           | guard page, PROT_NONE  |  ...so an overflow faults here
  *     low   +------------------------+  instead of corrupting memory
@@ -172,11 +173,7 @@ struct coro {
 
 static struct coro *coro_current;      /* the running one; NULL on the loop */
 static sigjmp_buf loop_context;        /* where the loop waits to go on */
-static struct coro *ready_first, *ready_last;
-static struct coro *parked;            /* finished, waiting to be reused */
-static unsigned n_parked, n_created;
 static size_t page_size, map_size;     /* set by coro_init() */
-static struct coro *coro_being_made;   /* read by coro_trampoline() */
 
 static void
 coro_init(void)
@@ -190,83 +187,8 @@ coro_init(void)
         (STACK_SIZE + sizeof(struct coro) + page_size - 1) / page_size * page_size;
 }
 
-/*
- * Saves the running context in from and continues at to; returns when
- * someone jumps back to from.  sigsetjmp(env, 0) saves no signal mask, so
- * a switch is a few dozen instructions and no system call; saving the
- * mask would cost two sigprocmask(2) calls per switch, about 30 times as
- * much.  The mask is the same in every coroutine anyway.  Keep the save
- * and the jump together in this small function: no caller's local is then
- * live across sigsetjmp, which is what gcc's -Wclobbered warns about.
- */
-static void
-coro_switch(sigjmp_buf from, sigjmp_buf to)
-{
-    if (sigsetjmp(from, 0) == 0)
-        siglongjmp(to, 1);
-}
-
-/* Switches from the running coroutine to the loop. */
-static void
-coro_yield(void)
-{
-    assert(coro_current != NULL);
-    coro_switch(coro_current->context, loop_context);
-}
-
-/* Puts c at the end of the ready queue, unless it is there already. */
-static void
-coro_ready(struct coro *c)
-{
-    if (c->is_ready)
-        return;
-    c->is_ready = true;
-    c->next = NULL;
-    if (ready_last != NULL)
-        ready_last->next = c;
-    else
-        ready_first = c;
-    ready_last = c;
-}
-
-/* Yields, but stays ready: the others get a turn first. */
-static void
-coro_let_others_run(void)
-{
-    coro_ready(coro_current);
-    coro_yield();
-}
-
-/*
- * A finished coroutine parks, to be handed the next connection without a
- * new mapping or another signal trick.  Beyond PARKED_MAX it asks the loop
- * to unmap it: it cannot unmap the stack it is running on.
- */
-static void
-coro_finish(struct coro *self)
-{
-    if (n_parked < PARKED_MAX) {
-        self->next = parked;
-        parked = self;
-        n_parked++;
-        TRACE("coro %u parked\n", self->id);
-    } else {
-        self->must_unmap = true;
-    }
-    coro_yield();
-}
-
-/* Every coroutine runs this from its first resume on, and never returns. */
-static void
-coro_main(void)
-{
-    struct coro *self = coro_current;
-
-    for (;;) {
-        self->body(self->arg);
-        coro_finish(self);
-    }
-}
+static void coro_main(void);           /* what every coroutine runs: below */
+static struct coro *coro_being_made;   /* read by coro_trampoline() */
 
 /*
  * The SIGUSR1 handler of step 4 below, running on the new stack.  It saves
@@ -343,6 +265,7 @@ restore_mask:
 static struct coro *
 coro_create(void)
 {
+    static unsigned n_created;
     char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     struct coro *c;
@@ -363,7 +286,32 @@ coro_create(void)
     return c;
 }
 
-/* Runs c until it yields; the loop's side of coro_yield(). */
+/*
+ * Saves the running context in from and continues at to; returns when
+ * someone jumps back to from.  sigsetjmp(env, 0) saves no signal mask, so
+ * a switch is a few dozen instructions and no system call; saving the
+ * mask would cost two sigprocmask(2) calls per switch, about 30 times as
+ * much.  The mask is the same in every coroutine anyway.  Keep the save
+ * and the jump together in this small function: no caller's local is then
+ * live across sigsetjmp, which is what gcc's -Wclobbered warns about.
+ */
+static void
+coro_switch(sigjmp_buf from, sigjmp_buf to)
+{
+    if (sigsetjmp(from, 0) == 0)
+        siglongjmp(to, 1);
+}
+
+/* Switches from the running coroutine back to the loop. */
+static void
+coro_yield(void)
+{
+    assert(coro_current != NULL);
+    coro_switch(coro_current->context, loop_context);
+}
+
+/* Runs c until it yields: the loop's side of coro_yield().  A coroutine
+ * cannot unmap the stack it runs on, so a finished one asks the loop. */
 static void
 coro_resume(struct coro *c)
 {
@@ -376,6 +324,26 @@ coro_resume(struct coro *c)
         if (munmap((char *)(c + 1) - map_size, map_size) < 0)
             die("munmap");
     }
+}
+
+/*
+ * The ready queue: coroutines that can go on, in the order they became
+ * ready.  The loop resumes them in turn; anyone may add to it.
+ */
+static struct coro *ready_first, *ready_last;
+
+static void
+coro_ready(struct coro *c)
+{
+    if (c->is_ready)
+        return;
+    c->is_ready = true;
+    c->next = NULL;
+    if (ready_last != NULL)
+        ready_last->next = c;
+    else
+        ready_first = c;
+    ready_last = c;
 }
 
 /* Resumes ready coroutines in turn until none is left. */
@@ -393,8 +361,52 @@ coro_run_ready(void)
     }
 }
 
+/* Yields, but stays ready: the others get a turn first. */
+static void
+coro_let_others_run(void)
+{
+    coro_ready(coro_current);
+    coro_yield();
+}
+
+/*
+ * The pool.  A coroutine whose body has returned parks, and is handed the
+ * next connection: the mmap and the signal trick, a few microseconds and
+ * fourteen system calls, are paid only while the pool grows.  Beyond
+ * PARKED_MAX it is unmapped instead, so memory follows the load down.
+ */
+static struct coro *parked;
+static unsigned n_parked;
+
+static void
+coro_finish(struct coro *self)
+{
+    if (n_parked < PARKED_MAX) {
+        self->next = parked;
+        parked = self;
+        n_parked++;
+        TRACE("coro %u parked\n", self->id);
+    } else {
+        self->must_unmap = true;
+    }
+    coro_yield();
+}
+
+/* Every coroutine runs this from its first resume on, and never returns. */
+static void
+coro_main(void)
+{
+    struct coro *self = coro_current;
+
+    for (;;) {
+        self->body(self->arg);
+        coro_finish(self);
+    }
+}
+
 /* Readies a coroutine, parked or new, to run body(arg).  Returns 0, or -1
- * with errno set if a new one was needed and could not be made. */
+ * with errno set if a new one was needed and could not be made.  Call it
+ * on the loop's stack (see section 5). */
 static int
 coro_spawn(void (*body)(int), int arg)
 {
@@ -756,7 +768,7 @@ loop_once(void)
         timeout_ms = left < 0 ? 0 : left >= INT_MAX ? INT_MAX : (int)left + 1;
     }
     n_ready = loop_poll(timeout_ms);
-    TRACE("%s: %d fds ready\n", BACKEND, n_ready);
+    TRACE("loop: %s reports %d ready\n", BACKEND, n_ready);
     loop_expire_deadlines();
 }
 
@@ -930,7 +942,8 @@ conn_read_line(struct conn *conn, char **line, size_t *len)
 static bool
 is_tchar(unsigned char c)
 {
-    return c > 0x20 && c < 0x7f && strchr("\"(),/:;<=>?@[\\]{}", c) == NULL;
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 static bool
@@ -1132,6 +1145,18 @@ append(char *out, size_t at, const char *text)
     return at + len;
 }
 
+static size_t
+append_number(char *out, size_t at, size_t n)
+{
+    char digits[24], *p = digits + sizeof digits;
+
+    *--p = '\0';
+    do
+        *--p = (char)('0' + n % 10);
+    while ((n /= 10) > 0);
+    return append(out, at, p);
+}
+
 /*
  * Formats the whole reply in out[REPLY_MAX], with memcpy rather than
  * printf, which would take kilobytes of coroutine stack.  Returns its
@@ -1142,19 +1167,14 @@ static size_t
 format_reply(char *out, int status, bool is_head, const char *connection)
 {
     size_t i = 0, at;
-    char length[4];
 
     while (replies[i].status != status)
         i++;
-    assert(strlen(replies[i].body) < 100);
-    length[0] = (char)('0' + strlen(replies[i].body) / 10);
-    length[1] = (char)('0' + strlen(replies[i].body) % 10);
-    length[2] = '\0';
     at = append(out, 0, replies[i].status_line);
     at = append(out, at, "Server: tinyhttpd\r\nDate: ");
     at = append(out, at, http_date);
     at = append(out, at, "\r\nContent-Type: text/plain\r\nContent-Length: ");
-    at = append(out, at, length[0] == '0' ? length + 1 : length);
+    at = append_number(out, at, strlen(replies[i].body));
     at = append(out, at, "\r\n");
     at = append(out, at, connection);
     at = append(out, at, "\r\n");
@@ -1291,9 +1311,9 @@ accept_connections(void)
         int fd = loop_accept(listener.fd);
 
         if (fd >= 0) {
-            TRACE("accepted fd %d\n", fd);
+            TRACE("loop: accepted fd %d\n", fd);
             if (coro_spawn(serve_connection, fd) < 0) {
-                TRACE("no coroutine for fd %d: %s\n", fd, strerror(errno));
+                TRACE("loop: no coroutine for fd %d: %s\n", fd, strerror(errno));
                 refuse_connection(fd);
             }
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -1304,7 +1324,7 @@ accept_connections(void)
              * would spin.  Pause instead (serve_forever() skips us while
              * the deadline runs); connections that close meanwhile free
              * what the next accept needs. */
-            TRACE("accept: %s: pausing %d ms\n", strerror(errno), ACCEPT_PAUSE_MS);
+            TRACE("loop: accept: %s; pausing %d ms\n", strerror(errno), ACCEPT_PAUSE_MS);
             loop_set_deadline(&listener, ACCEPT_PAUSE_MS);
             break;
         } else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EFAULT) {
