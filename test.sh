@@ -830,6 +830,43 @@ def test_idle_memory(port, count, max_kib):
            % (before, after, per_conn, max_kib))
     print('RSS %d -> %d KiB: %.2f KiB each' % (before, after, per_conn))
 
+def test_fair_turns(port, n):
+    """One client sends megabytes of pipelined requests at once and reads
+    the replies as they come: its socket holds input for a long while.
+    New clients must still be accepted and served promptly meanwhile."""
+    greedy = Conn(port)
+    greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    greedy.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    greedy.sock.setblocking(False)
+    n = int(n)
+    data, sent, received, worst, probes = GET * n, 0, 0, 0.0, 0
+    end = time.monotonic() + 10.0
+    next_probe = time.monotonic() + 0.05
+    while received < 130 * n and time.monotonic() < end:
+        readable, writable, _ = select.select([greedy.sock], [greedy.sock] if sent < len(data) else [], [], 0.005)
+        if writable:
+            try:
+                sent += greedy.sock.send(data[sent:sent + (8 << 20)])
+            except BlockingIOError:
+                pass
+        while readable:         # take every reply there is: never push back
+            try:
+                received += len(greedy.sock.recv(1 << 20))
+            except BlockingIOError:
+                break
+        if time.monotonic() >= next_probe:
+            t = time.monotonic()
+            probe = Conn(port, timeout=5.0)
+            probe.send(GET)
+            expect_hello(probe.reply(), 'a new client while another pipelines')
+            probe.close()
+            worst, probes = max(worst, time.monotonic() - t), probes + 1
+            next_probe = time.monotonic() + 0.05
+    expect(received > 1e6, 'the pipelining client got only %d bytes of replies' % received)
+    expect(worst < 0.2, 'a new client waited %.0f ms while another pipelined' % (worst * 1000))
+    print('%.1f MB of pipelined replies; %d new clients meanwhile, the slowest served in %.1f ms'
+          % (received / 1e6, probes, worst * 1000))
+
 if __name__ == '__main__':
     test, port = sys.argv[1], int(sys.argv[2])
     try:
@@ -1041,6 +1078,42 @@ test_trace() {
     fi
 }
 
+# README.md shows the heart of serve_connection() and the -v trace of one
+# keep-alive connection: they must be what tinyhttpd.c holds and what the
+# epoll build prints today (ports, stack addresses and fds aside).
+test_readme() {
+    local printed="$TMP/readme.printed" shown="$TMP/readme.shown" pid
+    [ "$backend" = epoll ] || { skipped "README: its trace is the epoll build's"; return; }
+    native_only "README" || return
+    if ! python3 - <<'PY'
+import re, sys
+readme, source = open('README.md').read(), open('tinyhttpd.c').read()
+code = re.search(r'```c\n(.*?)```', readme, re.S).group(1)
+sys.exit(0 if ''.join(l if l == '\n' else '    ' + l for l in code.splitlines(True)) in source else 1)
+PY
+    then
+        fail "README: its code excerpt is not in tinyhttpd.c as it stands"
+        return
+    fi
+    "$BIN" -v -p 0 >"$printed" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    wait_until 5 grep -q 'serving http' "$printed"
+    curl -s --max-time 5 "$(grep -o 'http://[^ ]*' "$printed")" "$(grep -o 'http://[^ ]*' "$printed")" >/dev/null
+    kill -INT "$pid"
+    wait "$pid"
+    awk '/^```/ { if (block) exit; block = 1; next } block && NR > 1' \
+        <(sed -n '/^```$/{N;/\ntinyhttpd: epoll backend/{p;:a;n;p;/^```$/q;ba}}' README.md) >"$shown"
+    normalize() { sed -E 's#:[0-9]+/#:PORT/#; s/0x[0-9a-f]+-0x[0-9a-f]+/ADDR/; s/fd [0-9]+/fd N/g' "$1"; }
+    if ! [ -s "$shown" ]; then
+        fail "README: no trace block starting with 'tinyhttpd: epoll backend'"
+    elif ! diff <(normalize "$shown") <(normalize "$printed") >"$TMP/readme.diff"; then
+        fail "README: its -v trace differs from what the program prints: $(head -6 "$TMP/readme.diff" | tr '\n' '|')"
+    else
+        ok "README: its code excerpt is in tinyhttpd.c, its -v trace is what the program prints"
+    fi
+}
+
 # --- Hardening: bad input, rude clients, resource limits. ---
 
 # native_only NAME: true for the plain build; else prints a skip line.
@@ -1062,6 +1135,28 @@ test_bad_input() {
 test_rude_clients() {
     check "deadline -t 1: silent client, slowloris, idle keep-alive" -- -t 1 -- deadlines
     check "rude clients: resets, gone before the reply (EPIPE), half-close" rude
+    test_fair_turns
+}
+
+# A client keeps megabytes of pipelined requests queued.  New clients must
+# be served promptly meanwhile, and the -v trace must show no coroutine
+# resumed twice in one turn of the loop: each turn ends with a wait (or a
+# look) that accepts, wakes the others and expires deadlines.
+test_fair_turns() {
+    local why status twice
+    start_server "${RUN[@]}" "$BIN" -v || { fail "fair turns: server did not start"; return; }
+    why=$(client fair_turns 100000 2>&1)
+    status=$?
+    stop_server
+    twice=$(awk '/^loop: .* reports/ { turn++ }
+                 /^coro [0-9]+ resumed$/ { if (++seen[turn, $2] == 2) { print "coro " $2 " in turn " turn; exit } }' "$OUT.err")
+    if [ $status -ne 0 ]; then
+        fail "fair turns: $why"
+    elif [ -n "$twice" ]; then
+        fail "fair turns: the trace shows $twice resumed twice"
+    else
+        ok "fair turns: a client pipelining without pause: $why; one resume per coroutine per turn"
+    fi
 }
 
 # A client pipelines 100,000 requests and reads nothing.  strace shows a
@@ -1270,6 +1365,7 @@ run_suite() {
     test_command_line
     test_port_in_use
     test_trace
+    test_readme
     test_bad_input
     test_rude_clients
     test_backpressure
