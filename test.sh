@@ -109,6 +109,22 @@ serves() {
 }
 
 n_fds() { ls "/proc/$PID/fd" 2>/dev/null | wc -l; }
+
+# attach_strace FILE CALLS: traces those calls of the server PID into FILE,
+# and waits until strace has attached (sets TRACER); 1 if it cannot.
+attach_strace() {
+    strace -f -q -p "$PID" -o "$1" -e trace="$2" 2>/dev/null &
+    TRACER=$!
+    PIDS+=("$TRACER")
+    wait_until 5 grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$PID/status" && return 0
+    kill "$TRACER" 2>/dev/null
+    return 1
+}
+
+detach_strace() {
+    kill -INT "$TRACER"
+    wait "$TRACER" 2>/dev/null
+}
 fds_at_most() { [ "$(n_fds)" -le "$1" ]; }
 
 # check NAME [-- SERVER ARGS --] TEST [ARGS...]: runs a client.py test on
@@ -790,17 +806,22 @@ def test_fd_setsize(port, backend):
     print('1100 connections: %d served, %d refused with 503 or closed' % (served, refused))
 
 
-def test_hold_then_stop(port, count, ready_file):
-    """Holds count answered connections, signals readiness, then expects all closed."""
-    count = int(count)
+def answered_connections(port, count, timeout):
+    """Opens count keep-alive connections, has each answered once, keeps them."""
     raise_fd_limit(count + 50)
     conns = []
     for _ in range(count):
-        c = Conn(port, timeout=10)
+        c = Conn(port, timeout=timeout)
         c.send(GET)
         conns.append(c)
     for c in conns:
         expect_hello(c.reply())
+    return conns
+
+
+def test_hold_then_stop(port, count, ready_file):
+    """Holds count answered connections, signals readiness, then expects all closed."""
+    conns = answered_connections(port, int(count), 10)
     open(ready_file, 'w').close()
     end = time.monotonic() + 5
     for c in conns:
@@ -812,18 +833,12 @@ def test_hold_then_stop(port, count, ready_file):
         except socket.timeout:
             raise AssertionError('a connection still open 5 s after SIGTERM')
 
+
 def test_idle_memory(port, count, max_kib):
     """count keep-alive connections, answered once each, then idle."""
     pid, count = server_pid(), int(count)
-    raise_fd_limit(count + 50)
     before = proc_field(pid, 'VmRSS')
-    conns = []
-    for _ in range(count):
-        c = Conn(port, timeout=30)
-        c.send(GET)
-        conns.append(c)
-    for c in conns:
-        expect_hello(c.reply())
+    conns = answered_connections(port, count, 30)
     after = proc_field(pid, 'VmRSS')
     per_conn = (after - before) / count
     expect(per_conn <= float(max_kib), 'RSS %d -> %d KiB: %.2f KiB per idle connection, want at most %s'
@@ -942,23 +957,17 @@ test_many_connections() {     # epoll only: select stops at FD_SETSIZE
 # After warm-up, keep-alive requests must make no signal or mmap call:
 # coroutines are reused and a switch saves no signal mask.
 test_no_syscall_per_switch() {
-    local trace="$TMP/strace.$backend" tracer n_writes bad
+    local trace="$TMP/strace.$backend" n_writes bad
     native_only "no syscalls per switch" || return
     start_server "$BIN" || { fail "no syscalls per switch: server did not start"; return; }
     ab -q -k -n 200 -c 10 "$URL" >/dev/null 2>&1
-    strace -f -q -p "$PID" -o "$trace" \
-        -e trace=read,write,mmap,munmap,sigaltstack,rt_sigprocmask,rt_sigaction 2>/dev/null &
-    tracer=$!
-    PIDS+=("$tracer")
-    if ! wait_until 5 grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$PID/status"; then
-        kill "$tracer" 2>/dev/null
+    if ! attach_strace "$trace" read,write,mmap,munmap,sigaltstack,rt_sigprocmask,rt_sigaction; then
         skipped "no syscalls per switch: strace cannot attach here"
         stop_server
         return
     fi
     ab -q -k -n 1000 -c 10 "$URL" >/dev/null 2>&1
-    kill -INT "$tracer"
-    wait "$tracer" 2>/dev/null
+    detach_strace
     stop_server
     n_writes=$(grep -c 'write(' "$trace")
     bad=$(grep -oE '(mmap|munmap|sigaltstack|rt_sigprocmask|rt_sigaction)\(' "$trace" | sort | uniq -c | tr -s ' \n' ' ')
@@ -1164,27 +1173,22 @@ test_fair_turns() {
 # the server tried again at once, EAGAIN); the client shows the server
 # then stopped reading; RSS stays flat; another client is served meanwhile.
 full_socket_writes() {   # strace lines of writes that wrote less than asked
-    sed -nE 's/^write\(([0-9]+), .*, ([0-9]+)\) += (-1 EAGAIN.*|[0-9]+)$/\1 \2 \3/p' "$1" |
+    sed -nE 's/^([0-9]+ +)?write\(([0-9]+), .*, ([0-9]+)\) += (-1 EAGAIN.*|[0-9]+)$/\2 \3 \4/p' "$1" |
         awk '$3 == "-1" || $3 + 0 < $2 + 0 { print "write(" $1 ", ..., " $2 ") = " $3 ($3 == "-1" ? " EAGAIN" : "") }'
 }
 
 test_backpressure() {
-    local trace="$TMP/backpressure.$backend" tracer why status
+    local trace="$TMP/backpressure.$backend" why status
     native_only "backpressure" || return
     start_server "$BIN" || { fail "backpressure: server did not start"; return; }
-    strace -q -p "$PID" -e trace=write -o "$trace" 2>/dev/null &
-    tracer=$!
-    PIDS+=("$tracer")
-    if ! wait_until 5 grep -q '^TracerPid:[[:space:]]*[1-9]' "/proc/$PID/status"; then
-        kill "$tracer" 2>/dev/null
+    if ! attach_strace "$trace" write; then
         skipped "backpressure: strace cannot attach here"
         stop_server
         return
     fi
     why=$(SERVER_PID=$PID client backpressure)
     status=$?
-    kill -INT "$tracer"
-    wait "$tracer" 2>/dev/null
+    detach_strace
     if [ $status -ne 0 ]; then
         fail "backpressure: $why"
     elif [ -z "$(full_socket_writes "$trace")" ]; then
