@@ -1064,6 +1064,23 @@ test_port_in_use() {
     stop_server
 }
 
+# -a ::1: an IPv6 listener, printed in brackets, that serves.
+test_ipv6() {
+    if ! python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
+        skipped "IPv6: no ::1 on this machine"
+        return
+    fi
+    start_server "${RUN[@]}" "$BIN" -a ::1 || { fail "IPv6: server did not start: $(head -c 200 "$OUT.err")"; return; }
+    if ! grep -qE '^tinyhttpd: [a-z]+ backend, serving http://\[::1\]:[0-9]+/ \(backlog 128\)$' "$OUT"; then
+        fail "IPv6: start-up line '$(head -1 "$OUT")'"
+    elif ! serves; then
+        fail "IPv6: curl $URL got no Hello, World"
+    else
+        ok "IPv6: -a ::1 serves $URL"
+    fi
+    stop_server
+}
+
 # -v on one keep-alive connection (curl fetching twice): the coroutine
 # handed the accepted fd goes through its events in order.
 test_trace() {
@@ -1368,6 +1385,7 @@ run_suite() {
     test_stop_signals
     test_command_line
     test_port_in_use
+    test_ipv6
     test_trace
     test_readme
     test_bad_input

@@ -1436,7 +1436,7 @@ accept_connections(void)
             loop_set_deadline(&listener, ACCEPT_PAUSE_MS);
             break;
         } else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EFAULT) {
-            die("accept");
+            broken("accept");
         }
         /* Anything else (ECONNABORTED, EINTR, EPROTO, or a network error
          * Linux passes on from the new connection) concerned that one
