@@ -242,12 +242,12 @@ coro_make_context(struct coro *c, char *stack, size_t size)
 {
     struct sigaction trampoline, old_action;
     stack_t new_stack, old_stack;
-    sigset_t all, old_mask;
+    sigset_t blocked, old_mask;
     int result = -1;
 
     /* 1. Block every signal: none may land on the new stack but ours. */
-    sigfillset(&all);
-    if (sigprocmask(SIG_SETMASK, &all, &old_mask) < 0)
+    sigfillset(&blocked);
+    if (sigprocmask(SIG_SETMASK, &blocked, &old_mask) < 0)
         return -1;
     /* 2. Catch SIGUSR1 with coro_trampoline, on the alternate stack. */
     memset(&trampoline, 0, sizeof trampoline);
@@ -266,9 +266,9 @@ coro_make_context(struct coro *c, char *stack, size_t size)
      *    frame at the top of the new stack and runs coro_trampoline below
      *    it, which does step 5 (see there) and returns. */
     coro_being_made = c;
-    sigdelset(&all, SIGUSR1);
+    sigdelset(&blocked, SIGUSR1);
     if (raise(SIGUSR1) == 0) {
-        sigsuspend(&all);              /* returns -1, EINTR, by design */
+        sigsuspend(&blocked);          /* returns -1, EINTR, by design */
         result = 0;
     }
     /* 6. Put back the old alternate stack (usually: none).  Never leave a
@@ -819,8 +819,9 @@ ms_until(int64_t deadline_ms)
 }
 
 /*
- * One turn of the loop: run every ready coroutine, sleep until a socket is
- * ready or the next deadline passes, and mark what became ready.
+ * One turn of the loop: run the coroutines that are ready, sleep until a
+ * socket is ready or the next deadline passes (or only look, if some
+ * coroutine is ready again), and mark what became ready.
  */
 static void
 loop_once(void)
@@ -983,8 +984,11 @@ conn_read_line(struct conn *conn, char **line, size_t *len)
 
         if (used > conn->head_left)
             return LINE_TOO_MUCH;
+        /* Take what is here when it is a whole line, a full buffer with no
+         * line end (a line to cut), or more of a cut line's tail to drop;
+         * otherwise read on. */
         if (newline || conn->skipping_line || avail == sizeof conn->buf) {
-            bool was_skipping = conn->skipping_line;
+            bool dropping_tail = conn->skipping_line;
 
             conn->start += used;
             conn->head_left -= used;
@@ -993,10 +997,10 @@ conn_read_line(struct conn *conn, char **line, size_t *len)
             *len = newline ? used - 1 : used;
             if (newline && *len > 0 && begin[*len - 1] == '\r')
                 (*len)--;
-            if (!was_skipping)
+            if (!dropping_tail)
                 return newline ? LINE_WHOLE : LINE_CUT;
             if (newline)
-                continue;
+                continue;               /* the tail is gone: the next line */
         }
         if (conn_fill(conn) <= 0)
             return LINE_GONE;
