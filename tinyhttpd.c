@@ -59,6 +59,9 @@
 #endif
 #define _DEFAULT_SOURCE     /* glibc, musl: POSIX plus MAP_ANONYMOUS */
 #define _DARWIN_C_SOURCE    /* macOS: keep MAP_ANON even under _XOPEN_SOURCE */
+#define _TIME_BITS 64       /* glibc on 32-bit CPUs: a time_t that outlives
+                               January 2038 (the Date header needs it) ... */
+#define _FILE_OFFSET_BITS 64 /* ... which glibc grants only with this */
 
 #include <arpa/inet.h>
 #include <assert.h>
