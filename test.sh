@@ -882,6 +882,46 @@ def test_fair_turns(port, n):
     print('%.1f MB of pipelined replies; %d new clients meanwhile, the slowest served in %.1f ms'
           % (received / 1e6, probes, worst * 1000))
 
+def test_busy_until_stopped(port, n, depth, ready_file, seconds):
+    """n connections, each with depth pipelined GETs in flight: the next
+    batch goes out when the last is answered, so each coroutine drains its
+    input and waits, and with enough connections some socket is always
+    ready.  ready_file appears once 1 MB of replies has come back.  Runs
+    until the server has closed every connection."""
+    n, depth = int(n), int(depth)
+    raise_fd_limit(n + 50)
+    poller, conns, received = select.epoll(), {}, 0
+    for _ in range(n):
+        c = Conn(port)
+        c.sock.setblocking(False)
+        c.sock.send(GET * depth)
+        c.owed = depth
+        conns[c.sock.fileno()] = c
+        poller.register(c.sock, select.EPOLLIN)
+    end = time.monotonic() + float(seconds)
+    while conns and time.monotonic() < end:
+        for fd, _ in poller.poll(0.05):
+            c = conns[fd]
+            try:
+                data = c.sock.recv(1 << 16)
+            except OSError:
+                data = b''
+            if not data:
+                poller.unregister(fd)
+                del conns[fd]
+                continue
+            received += len(data)
+            data, c.buf = c.buf + data, (c.buf + data)[1 - len(HELLO):]
+            c.owed -= data.count(HELLO)
+            if c.owed == 0:
+                c.sock.send(GET * depth)
+                c.owed = depth
+        if received > 1e6 and not os.path.exists(ready_file):
+            open(ready_file, 'w').close()
+    expect(not conns, '%d connections still open after %s s' % (len(conns), seconds))
+    print('%.1f MB of replies before the server closed' % (received / 1e6))
+
+
 if __name__ == '__main__':
     test, port = sys.argv[1], int(sys.argv[2])
     try:
@@ -1336,6 +1376,44 @@ test_stop_under_load() {
     fi
 }
 
+# SIGTERM and SIGINT while clients pipeline without pause, so the loop
+# always finds input ready and never sleeps in its wait: the server must
+# still stop within STOP_MS, every try, with exit 0 and the totals line.
+test_stop_when_busy() {
+    local try sig ready="$TMP/busy.$backend" client_pid t0 elapsed worst=0 limit=500
+    [ -n "$FLAVOR" ] && limit=3000      # sanitizers, valgrind and qemu are slower
+    for try in 1 2 3 4; do
+        sig=TERM; [ $((try % 2)) -eq 0 ] && sig=INT
+        start_server "${RUN[@]}" "$BIN" -b 1024 || { fail "SIG$sig when busy: server did not start"; return; }
+        rm -f "$ready"
+        client busy_until_stopped 400 16 "$ready" 30 >"$TMP/busy.out" 2>&1 &
+        client_pid=$!
+        PIDS+=("$client_pid")
+        if ! wait_until 10 [ -e "$ready" ]; then
+            fail "SIG$sig when busy: the load never got going: $(cat "$TMP/busy.out")"
+            kill "$client_pid" 2>/dev/null
+            stop_server
+            return
+        fi
+        t0=$(now_ms)
+        stop_server "$sig"
+        elapsed=$(($(now_ms) - t0))
+        wait "$client_pid"
+        if [ "$STATUS" -ne 0 ]; then
+            fail "SIG$sig when busy (try $try): exit status $STATUS after $elapsed ms"
+            return
+        elif ! grep -qE '^tinyhttpd: [0-9]+ connections, [0-9]+ requests' "$OUT"; then
+            fail "SIG$sig when busy (try $try): no totals line"
+            return
+        elif [ "$elapsed" -gt "$limit" ]; then
+            fail "SIG$sig when busy (try $try): stopped $elapsed ms after the signal, want at most $limit"
+            return
+        fi
+        [ "$elapsed" -gt "$worst" ] && worst=$elapsed
+    done
+    ok "SIGTERM and SIGINT while 400 clients pipeline 16 each: 4 tries, each stopped within $worst ms (limit $limit), exit 0, totals"
+}
+
 # --long: 10,000 idle keep-alive connections cost at most 10 KiB of RSS
 # each; a million requests leave RSS within 1 MiB of where 100,000 did.
 test_idle_memory() {
@@ -1395,6 +1473,7 @@ run_suite() {
     test_fd_setsize
     test_stack_overflow
     test_stop_under_load
+    test_stop_when_busy
     if [ -n "$LONG" ]; then
         test_idle_memory
         test_rss_drift
