@@ -357,6 +357,25 @@ def test_body_closes(port):
     expect(c.closed(), 'connection open after a chunked body')
 
 
+def test_urgent_byte(port):
+    """A head with one byte of urgent (out-of-band) data in the middle,
+    corked so that everything arrives in one segment: read() stops at the
+    urgent mark, short of the rest, though the rest is there."""
+    c = Conn(port)
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 1)
+    c.send(b'GET / HTTP/1.1\r\nHost: x\r\n')
+    c.sock.send(b'!', socket.MSG_OOB)
+    c.send(b'X-A: b\r\n\r\n')
+    c.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CORK, 0)
+    c.sock.settimeout(2.0)
+    try:
+        expect_hello(c.reply(), 'a head with an urgent byte')
+    except socket.timeout:
+        raise AssertionError('no reply within 2 s to a head with an urgent byte')
+    c.send(GET)
+    expect_hello(c.reply(), 'the next request')
+
+
 def raise_fd_limit(n):
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < n:
@@ -954,6 +973,20 @@ test_get_with_curl() {
     stop_server
 }
 
+# The HTTP cases, each on a fresh server (see check).
+test_http_cases() {
+    check "GET: status, headers, body" get
+    check "HTTP/1.0 closes" http10_close
+    check "HTTP/1.0 keep-alive" http10_keepalive
+    check "HTTP/1.1 keep-alive, then Connection: close" http11_keepalive
+    check "pipelining: 100 requests in one write, in order" pipelined
+    check "dribbled byte by byte, and split inside CRLF CRLF" dribbled
+    check "bare LF line ends" bare_lf
+    check "HEAD: headers, no body" head
+    check "a body closes the connection after the reply" body_closes
+    check "urgent (out-of-band) byte inside a head: answered" urgent_byte
+}
+
 test_ab() {   # test_ab NAME [-k]: 20,000 requests, 50 at a time
     local name=$1 keep_alive=${2:-} out
     start_server "${RUN[@]}" "$BIN" || { fail "$name: server did not start"; return; }
@@ -1446,15 +1479,7 @@ test_rss_drift() {
 
 run_suite() {
     test_get_with_curl
-    check "GET: status, headers, body" get
-    check "HTTP/1.0 closes" http10_close
-    check "HTTP/1.0 keep-alive" http10_keepalive
-    check "HTTP/1.1 keep-alive, then Connection: close" http11_keepalive
-    check "pipelining: 100 requests in one write, in order" pipelined
-    check "dribbled byte by byte, and split inside CRLF CRLF" dribbled
-    check "bare LF line ends" bare_lf
-    check "HEAD: headers, no body" head
-    check "a body closes the connection after the reply" body_closes
+    test_http_cases
     test_ab "ab"
     test_ab "ab -k" -k
     test_many_connections

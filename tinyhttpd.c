@@ -482,7 +482,7 @@ coro_spawn(void (*body)(int), int arg)
  * deadline.  It lives in the frame of the coroutine that owns the socket;
  * the listener's io belongs to the loop itself, and has no coroutine.
  */
-enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4 };
+enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4, URGENT = 8 };
 
 struct io {
     int fd;
@@ -491,6 +491,7 @@ struct io {
     bool may_read;             /* input may be there: try before waiting */
     bool may_write;            /* the send buffer may have room */
     bool peer_closed;          /* the peer has shut down its side */
+    bool urgent_came;          /* urgent data: a read may stop short */
     bool timed_out;            /* its deadline has passed */
     bool has_deadline;
     bool watching_writes;      /* for the epoll backend: EPOLLOUT asked */
@@ -524,6 +525,8 @@ io_ready(struct io *io, int events)
         io->may_write = true;
     if (events & PEER_CLOSED)
         io->peer_closed = true;
+    if (events & URGENT)
+        io->urgent_came = true;
     if (io->coro != NULL && (io->waiting_for & events))
         coro_ready(io->coro);
 }
@@ -580,7 +583,7 @@ loop_epoll_ctl(struct io *io, int op, uint32_t events)
     struct epoll_event event;
 
     memset(&event, 0, sizeof event);
-    event.events = events | EPOLLIN | EPOLLRDHUP | EPOLLET;
+    event.events = events | EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
     event.data.ptr = io;
     return epoll_ctl(epoll_fd, op, io->fd, &event);
 }
@@ -607,7 +610,8 @@ loop_forget(struct io *io)
 }
 
 /* A hang-up or error makes a read or write return at once, so it counts
- * as ready for both; EPOLLRDHUP also means the peer will send no more. */
+ * as ready for both; EPOLLRDHUP also means the peer will send no more.
+ * EPOLLPRI is TCP urgent data (tcp(7)): see conn_read(). */
 static int
 loop_poll(int timeout_ms)
 {
@@ -620,9 +624,10 @@ loop_poll(int timeout_ms)
         uint32_t flags = events[i].events;
 
         io_ready(events[i].data.ptr,
-                 (flags & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? WANT_READ : 0) |
+                 (flags & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? WANT_READ : 0) |
                  (flags & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? WANT_WRITE : 0) |
-                 (flags & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PEER_CLOSED : 0));
+                 (flags & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PEER_CLOSED : 0) |
+                 (flags & EPOLLPRI ? URGENT : 0));
     }
     return n < 0 ? 0 : n;
 }
@@ -897,8 +902,13 @@ static int64_t idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_S * 1000;   /* -t */
  *
  * Two things to watch.  A short read means the socket is empty: the next
  * input brings a new readiness event, so until then we wait instead of
- * reading just to be told EAGAIN (except once the peer has closed: EOF
- * stays readable but brings no new event).  And a coroutine that could
+ * reading just to be told EAGAIN.  Two exceptions: once the peer has
+ * closed, EOF stays readable but brings no new event; and TCP urgent data
+ * (a byte sent with MSG_OOB) puts a mark in the input where read stops
+ * short though more has arrived (sockatmark(3)).  epoll reports urgent
+ * data (EPOLLPRI), and from then on short reads on that socket are not
+ * trusted: we read on until EAGAIN.  select needs no such care: it asks
+ * again, and the rest is still readable.  And a coroutine that could
  * read at once still yields first, so a client pipelining without pause
  * cannot keep the others from their turn.
  */
@@ -916,7 +926,7 @@ conn_read(struct conn *conn, char *buf, size_t size)
             return -1;
         n = read(io->fd, buf, size);
         if (n >= 0) {
-            if ((size_t)n < size && !io->peer_closed)
+            if ((size_t)n < size && !io->peer_closed && !io->urgent_came)
                 io->may_read = false;
             return n;
         }
