@@ -864,6 +864,39 @@ def test_idle_memory(port, count, max_kib):
            % (before, after, per_conn, max_kib))
     print('RSS %d -> %d KiB: %.2f KiB each' % (before, after, per_conn))
 
+def cpu_ns(pid):
+    """CPU time of pid in nanoseconds (10 ms ticks in /proc/PID/stat are too coarse)."""
+    return int(open('/proc/%d/schedstat' % pid).read().split()[0])
+
+
+def lingering_closes(port, count):
+    """count malformed requests, one after another: each gets 400, and the
+    server lingers (shutdown, then reads until our close).  Returns the
+    server's CPU nanoseconds per close."""
+    pid, before = server_pid(), None
+    before = cpu_ns(pid)
+    for i in range(count):
+        c = Conn(port)
+        c.send(b'hello\r\n\r\n')
+        expect_error(c, 400, 'malformed request %d' % (i + 1))
+        c.close()
+    return (cpu_ns(pid) - before) / count
+
+
+def test_linger_cost(port, idle, count):
+    """Run with -t 60: lingering closes cost the same with idle connections held open."""
+    idle, count = int(idle), int(count)
+    alone = lingering_closes(port, count)
+    conns = answered_connections(port, idle, 30)
+    crowded = lingering_closes(port, count)
+    expect(crowded <= 2 * alone, '%d lingering closes: %.1f us of server CPU each alone, %.1f us with %d idle '
+           'connections (%.1fx, want at most 2x)' % (count, alone / 1e3, crowded / 1e3, idle, crowded / alone))
+    print('%d lingering closes: %.1f us of server CPU each alone, %.1f us with %d idle connections (%.2fx)'
+          % (count, alone / 1e3, crowded / 1e3, idle, crowded / alone))
+    for c in conns:
+        c.close()
+
+
 def test_fair_turns(port, n):
     """One client sends megabytes of pipelined requests at once and reads
     the replies as they come: its socket holds input for a long while.
@@ -1459,6 +1492,15 @@ test_idle_memory() {
     stop_server
 }
 
+# A malformed request makes the server linger before it closes, with a
+# 1 s deadline; idle keep-alive connections hold 10 s deadlines.  Setting
+# and expiring a deadline must not cost more with 10,000 idle ones open.
+test_linger_cost() {
+    [ "$backend" = epoll ] || { skipped "lingering closes among 10,000 idle: epoll only"; return; }
+    native_only "lingering closes among 10,000 idle" || return
+    check "lingering closes among 10,000 idle connections" -- -b 4096 -t 60 -- linger_cost 10000 10000
+}
+
 test_rss_drift() {
     local rss1 rss2 out
     native_only "RSS drift" || return
@@ -1501,6 +1543,7 @@ run_suite() {
     test_stop_when_busy
     if [ -n "$LONG" ]; then
         test_idle_memory
+        test_linger_cost
         test_rss_drift
     fi
 }

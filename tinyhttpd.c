@@ -493,10 +493,10 @@ struct io {
     bool peer_closed;          /* the peer has shut down its side */
     bool urgent_came;          /* urgent data: a read may stop short */
     bool timed_out;            /* its deadline has passed */
-    bool has_deadline;
     bool watching_writes;      /* for the epoll backend: EPOLLOUT asked */
     int64_t deadline_ms;       /* on the clock_ms() clock */
-    struct io *earlier, *later; /* neighbours in the deadline list */
+    struct deadline_list *deadline_list; /* holding its deadline, or NULL */
+    struct io *earlier, *later; /* its neighbours there */
 };
 
 /*
@@ -726,14 +726,29 @@ loop_poll(int timeout_ms)
 
 /*
  * Deadlines make a slow client harmless: when one passes, loop_wait()
- * returns -1 and the coroutine closes its connection.  They are kept in
- * one list sorted by time.  Nearly every deadline is "now + the idle
- * timeout", later than all the others, so inserting from the tail is a
- * step or two; the few shorter ones (lingering, pausing) walk back.
+ * returns -1 and the coroutine closes its connection.  Every deadline is
+ * "now + one of three lengths": the idle timeout (-t), a lingering close
+ * (LINGER_MS, section 4) or an accept pause (ACCEPT_PAUSE_MS, section 5).
+ * Deadlines of one length are set in the order they fall due, so a list
+ * per length stays sorted if each new one is appended: setting, clearing
+ * and expiring a deadline cost the same with ten connections or ten
+ * thousand, and the next deadline to fall due heads one of the lists.
  *
- *     deadlines_first -> io (10:00:01) <-> io (10:00:04) <- deadlines_last
+ *     idle_deadlines:    io (10:00:01) <-> io (10:00:04) <-> io (10:00:09)
+ *     linger_deadlines:  io (10:00:02)
+ *     pause_deadlines:   (none)
  */
-static struct io *deadlines_first, *deadlines_last;
+struct deadline_list {
+    int64_t length_ms;                 /* each one is set this far ahead */
+    struct io *first, *last;           /* the first falls due first */
+};
+static struct deadline_list idle_deadlines = { DEFAULT_IDLE_TIMEOUT_S * 1000, NULL, NULL },
+                            linger_deadlines = { LINGER_MS, NULL, NULL },
+                            pause_deadlines = { ACCEPT_PAUSE_MS, NULL, NULL };
+static struct deadline_list *const deadline_lists[] = {
+    &idle_deadlines, &linger_deadlines, &pause_deadlines
+};
+#define N_DEADLINE_LISTS (sizeof deadline_lists / sizeof deadline_lists[0])
 
 /* Milliseconds on a clock that only goes forward.  clock_gettime(2) is
  * answered in user space (the vDSO) on Linux: reading it per request is
@@ -751,30 +766,43 @@ clock_ms(void)
 static void
 loop_clear_deadline(struct io *io)
 {
-    if (io->has_deadline) {
-        *(io->earlier ? &io->earlier->later : &deadlines_first) = io->later;
-        *(io->later ? &io->later->earlier : &deadlines_last) = io->earlier;
-        io->has_deadline = false;
+    struct deadline_list *list = io->deadline_list;
+
+    if (list != NULL) {
+        *(io->earlier ? &io->earlier->later : &list->first) = io->later;
+        *(io->later ? &io->later->earlier : &list->last) = io->earlier;
+        io->deadline_list = NULL;
     }
     io->timed_out = false;
 }
 
-/* From now on, a wait on io fails once ms milliseconds have passed. */
+/* From now on, a wait on io fails once list->length_ms have passed. */
 static void
-loop_set_deadline(struct io *io, int64_t ms)
+loop_set_deadline(struct io *io, struct deadline_list *list)
 {
-    struct io *before;
-
     loop_clear_deadline(io);
-    io->deadline_ms = clock_ms() + ms;
-    io->has_deadline = true;
-    before = deadlines_last;
-    while (before != NULL && before->deadline_ms > io->deadline_ms)
-        before = before->earlier;
-    io->earlier = before;
-    io->later = before ? before->later : deadlines_first;
-    *(before ? &before->later : &deadlines_first) = io;
-    *(io->later ? &io->later->earlier : &deadlines_last) = io;
+    io->deadline_ms = clock_ms() + list->length_ms;
+    io->deadline_list = list;
+    io->earlier = list->last;
+    io->later = NULL;
+    *(list->last ? &list->last->later : &list->first) = io;
+    list->last = io;
+}
+
+/* The io whose deadline falls due first, or NULL if none is set. */
+static struct io *
+loop_next_deadline(void)
+{
+    struct io *next = NULL;
+    size_t i;
+
+    for (i = 0; i < N_DEADLINE_LISTS; i++) {
+        struct io *first = deadline_lists[i]->first;
+
+        if (first != NULL && (next == NULL || first->deadline_ms < next->deadline_ms))
+            next = first;
+    }
+    return next;
 }
 
 /* Marks every io whose deadline has passed, and readies its coroutine. */
@@ -782,10 +810,9 @@ static void
 loop_expire_deadlines(void)
 {
     int64_t now = clock_ms();
+    struct io *io;
 
-    while (deadlines_first != NULL && deadlines_first->deadline_ms <= now) {
-        struct io *io = deadlines_first;
-
+    while ((io = loop_next_deadline()) != NULL && io->deadline_ms <= now) {
         loop_clear_deadline(io);
         io->timed_out = true;
         if (io->coro != NULL) {
@@ -836,12 +863,13 @@ static void
 loop_once(void)
 {
     bool someone_ready = coro_run_ready();
+    struct io *next_deadline = loop_next_deadline();
     int timeout_ms = -1, n_ready;
 
     if (someone_ready)
         timeout_ms = 0;                /* just look, then run them */
-    else if (deadlines_first != NULL)
-        timeout_ms = ms_until(deadlines_first->deadline_ms);
+    else if (next_deadline != NULL)
+        timeout_ms = ms_until(next_deadline->deadline_ms);
     n_ready = loop_poll(timeout_ms);
     TRACE("loop: %s reports %d ready\n", BACKEND, n_ready);
     loop_expire_deadlines();
@@ -894,7 +922,6 @@ struct request {
 static struct {
     unsigned long connections, requests, open, peak_open;
 } totals;
-static int64_t idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_S * 1000;   /* -t */
 
 /*
  * Reads up to size bytes.  Returns the count, 0 at end of input, or -1 on
@@ -1340,7 +1367,7 @@ conn_close(struct conn *conn, bool linger)
         size_t drained = 0;
         ssize_t n;
 
-        loop_set_deadline(io, LINGER_MS);
+        loop_set_deadline(io, &linger_deadlines);
         while (drained < LINGER_BYTES && (n = conn_read(conn, conn->buf, sizeof conn->buf)) > 0)
             drained += (size_t)n;
     }
@@ -1388,7 +1415,7 @@ serve_connection(int fd)
         int status;
         bool keep_alive;
 
-        loop_set_deadline(&conn.io, idle_timeout_ms);
+        loop_set_deadline(&conn.io, &idle_deadlines);
         status = read_request(&conn, &req);
         if (status == 0)
             break;              /* closed, failed or timed out: no reply */
@@ -1427,7 +1454,7 @@ static struct io listener;             /* coro NULL: served by the loop */
 static bool
 accept_paused(void)
 {
-    return listener.has_deadline;
+    return listener.deadline_list != NULL;
 }
 
 /* Accepts every waiting connection and spawns a coroutine for each. */
@@ -1451,7 +1478,7 @@ accept_connections(void)
              * would spin.  Pause instead (see accept_paused()); the
              * connections that close meanwhile free what accept needs. */
             TRACE("loop: accept: %s; pausing %d ms\n", strerror(errno), ACCEPT_PAUSE_MS);
-            loop_set_deadline(&listener, ACCEPT_PAUSE_MS);
+            loop_set_deadline(&listener, &pause_deadlines);
             break;
         } else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EFAULT) {
             broken("accept");
@@ -1700,7 +1727,7 @@ parse_options(int argc, char **argv, struct options *opt)
         case 'a': host = optarg; break;
         case 'p': port = number_or_usage(optarg, 0, 65535); break;
         case 'b': opt->backlog = (int)number_or_usage(optarg, 1, 65535); break;
-        case 't': idle_timeout_ms = 1000 * number_or_usage(optarg, 1, 86400); break;
+        case 't': idle_deadlines.length_ms = 1000 * number_or_usage(optarg, 1, 86400); break;
         case 'v': trace_enabled = true; break;
         case 'h': usage(stdout, 0); break;
         default: usage(stderr, 2);
