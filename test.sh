@@ -1348,22 +1348,56 @@ test_fd_setsize() {
 }
 
 # Built with a stack too small for a request, the server must die by
-# SIGSEGV at its first request, on the guard page, without answering.
-# Stacks grow a page at a time until one holds a request; every smaller
-# build must have died so.  (The smallest may die even earlier, when the
-# kernel finds no room for the signal frame of the trick: SIGSEGV too.)
+# SIGSEGV in the guard below the stack, answering nothing: strace shows
+# the fault (SEGV_ACCERR, the address inside a range the server made
+# PROT_NONE after mapping it).  Stacks grow 2 KiB at a time until one holds
+# a request; smaller ones must have died so, or (the smallest) when the
+# kernel found no room for the signal frame of the trick (SI_KERNEL).
+# LD_BIND_NOW=1, so that no lazy symbol binding deepens the stack.
+# Then -v, two connections accepted in one batch, and the stack that
+# overflowed: the first coroutine's trace line is the deep one, and it must
+# fault in that coroutine's guard, not write into its neighbour's stack.
 test_stack_overflow() {
     native_only "stack overflow" || return
     # bash reports each SIGSEGV as it reaps the job: expected here.
     stack_overflow 2>/dev/null
 }
 
+# guard_fault TRACE: prints the SIGSEGV that strace recorded, as "guard"
+# if it hit a PROT_NONE range mprotect'ed right after its mmap, "frame"
+# if the kernel could not push a signal frame, else the strace line.
+guard_fault() {
+    python3 - "$1" <<'PY'
+import re, sys
+trace = open(sys.argv[1]).read()
+maps = set(int(a, 16) for a in re.findall(r'mmap\(NULL, .*\) = (0x[0-9a-f]+)', trace))
+guards = [(int(a, 16), int(n)) for a, n in re.findall(r'mprotect\((0x[0-9a-f]+), (\d+), PROT_NONE\) = 0', trace)
+          if int(a, 16) in maps]
+fault = re.search(r'--- SIGSEGV \{si_signo=SIGSEGV, si_code=(\w+), si_addr=(\w+)\} ---', trace)
+if not fault:
+    print('no SIGSEGV')
+elif fault.group(1) == 'SI_KERNEL':
+    print('frame')
+elif fault.group(1) == 'SEGV_ACCERR' and any(a <= int(fault.group(2), 16) < a + n for a, n in guards):
+    print('guard %d' % [a for a, n in guards].index(next(a for a, n in guards if a <= int(fault.group(2), 16) < a + n)))
+else:
+    print(fault.group(0))
+PY
+}
+
+# overflow_run BIN TRACE [ARGS]: starts BIN under strace with LD_BIND_NOW=1.
+overflow_run() {
+    local bin=$1 trace=$2
+    shift 2
+    LD_BIND_NOW=1 start_server strace -f -qq -o "$trace" -e trace=mmap,mprotect -e signal=SIGSEGV "$bin" "$@"
+}
+
 stack_overflow() {
-    local size bin status died=""
-    for size in 1 4096 8192 12288 16384 20480; do
+    local size bin status where died="" last_died trace="$TMP/overflow.trace" fd1 fd2
+    for size in 2048 4096 6144 8192 10240 12288 14336 16384; do
         bin="$TMP/stack-$size-$backend"
         cc -O2 -DSTACK_SIZE=$size -D"USE_$(tr a-z A-Z <<<"$backend")" -o "$bin" tinyhttpd.c || return
-        start_server "$bin" || { fail "stack overflow: -DSTACK_SIZE=$size did not start"; return; }
+        overflow_run "$bin" "$trace" || { fail "stack overflow: -DSTACK_SIZE=$size did not start"; return; }
         rm -f "$TMP/overflow.body"     # curl leaves it alone if nothing arrives
         curl -s --max-time 5 -o "$TMP/overflow.body" "$URL"
         if ! wait_until 2 is_gone "$PID"; then
@@ -1371,40 +1405,62 @@ stack_overflow() {
         fi
         wait "$PID"
         status=$?
-        if [ "$status" -ne 139 ] || [ -s "$TMP/overflow.body" ]; then
-            fail "stack overflow: -DSTACK_SIZE=$size exit status $status, body '$(cat "$TMP/overflow.body")'; want SIGSEGV (139), no reply"
+        where=$(guard_fault "$trace")
+        if [ "$status" -ne 139 ] || [ -s "$TMP/overflow.body" ] || ! [[ $where =~ ^(guard|frame) ]]; then
+            fail "stack overflow: -DSTACK_SIZE=$size: exit status $status, body '$(cat "$TMP/overflow.body")', fault: $where; want SIGSEGV (139) in a guard, no reply"
             return
         fi
-        died="$died $size"
+        [[ $where = guard* ]] && last_died=$size
+        died="$died $size:${where%% *}"
     done
     if ! [ -s "$TMP/overflow.body" ] || ! serves; then
-        fail "stack overflow: no stack up to 20480 bytes serves"
-    elif [ -z "$died" ]; then
-        fail "stack overflow: even -DSTACK_SIZE=1 serves"
-    elif ! guarded_stack "$PID"; then
-        fail "stack overflow: no PROT_NONE guard page directly below the coroutine's stack in /proc/$PID/maps"
-    else
-        ok "stack overflow: -DSTACK_SIZE in{$died } dies by SIGSEGV at the first request, answering nothing; $size serves, its stack guarded"
+        fail "stack overflow: no stack up to $size bytes serves"
+        stop_server
+        return
     fi
     stop_server
+    if [ -z "$last_died" ]; then
+        fail "stack overflow: no size died in its guard ($died )"
+        return
+    fi
+    # -v, two connections accepted in one batch: on the last stack that
+    # died, the first coroutine must fault in its own guard; on the first
+    # that served, deeper by the trace's fprintf, it must serve or do so.
+    where=$(overflow_burst "$last_died")
+    if [ "$where" != "guard 0" ]; then
+        fail "stack overflow -v, two connections at once, -DSTACK_SIZE=$last_died: $where; want SIGSEGV in the first coroutine's guard"
+        return
+    fi
+    where=$(overflow_burst "$size")
+    if [ "$where" != "guard 0" ] && [ "$where" != served ]; then
+        fail "stack overflow -v, two connections at once, -DSTACK_SIZE=$size: $where; want both served, or SIGSEGV in the first coroutine's guard"
+    else
+        ok "stack overflow: -DSTACK_SIZE {$died } (where the SIGSEGV hit) answer nothing; $size serves; with -v and two connections at once, $last_died faults in coroutine 1's guard, $size: $where"
+    fi
 }
 
-# guarded_stack PID: /proc/PID/maps shows an anonymous read-write mapping
-# (a coroutine's stack) right above a one-page PROT_NONE mapping (its guard).
-guarded_stack() {
-    local range perms rest lo hi guard_end=-1 page
-    page=$(getconf PAGESIZE)
-    while read -r range perms rest; do
-        lo=$((16#${range%-*})) hi=$((16#${range#*-}))
-        if [ "$perms" = rw-p ] && [ "$rest" = "00000000 00:00 0" ] && [ "$lo" -eq "$guard_end" ]; then
-            return 0
-        fi
-        guard_end=-1
-        if [ "$perms" = ---p ] && [ "$rest" = "00000000 00:00 0" ] && [ $((hi - lo)) -eq "$page" ]; then
-            guard_end=$hi
-        fi
-    done <"/proc/$1/maps"
-    return 1
+# overflow_burst SIZE: the SIZE build under -v and strace is stopped while
+# two clients connect, then resumed, so both are accepted in one batch.
+# Prints "served" if both got a reply, else where it faulted (guard_fault).
+overflow_burst() {
+    local trace="$TMP/burst.trace" fd1 fd2 reply1 reply2 status
+    overflow_run "$TMP/stack-$1-$backend" "$trace" -v || { echo "did not start"; return; }
+    kill -STOP "$PID"
+    exec {fd1}<>"/dev/tcp/127.0.0.1/$PORT" {fd2}<>"/dev/tcp/127.0.0.1/$PORT"
+    printf 'GET / HTTP/1.0\r\n\r\n' >&$fd1
+    printf 'GET / HTTP/1.0\r\n\r\n' >&$fd2
+    kill -CONT "$PID"
+    reply1=$(timeout 5 cat <&$fd1) reply2=$(timeout 5 cat <&$fd2)
+    exec {fd1}>&- {fd2}>&-
+    if [[ $reply1 == *"Hello, World!"* && $reply2 == *"Hello, World!"* ]]; then
+        echo served
+        stop_server
+        return
+    fi
+    wait_until 5 is_gone "$PID"
+    wait "$PID"
+    status=$?
+    if [ "$status" -ne 139 ]; then echo "exit status $status"; else guard_fault "$trace"; fi
 }
 
 # SIGTERM with thousands of connections open: exit 0 within a second,

@@ -112,6 +112,10 @@
 #ifndef STACK_SIZE
 #define STACK_SIZE (64 * 1024)     /* bytes of stack per coroutine */
 #endif
+#if STACK_SIZE % 16 != 0
+#error "STACK_SIZE must be a multiple of 16 (struct coro sits right above)"
+#endif
+#define GUARD_SIZE (64 * 1024)     /* inaccessible bytes below each stack */
 #define PARKED_MAX 256             /* finished coroutines kept for reuse */
 #define CONN_BUF_SIZE 2048         /* input buffer per connection, bytes */
 #define HEAD_MAX_BYTES 8192        /* a request head may take no more */
@@ -124,8 +128,15 @@
 #define DEFAULT_BACKLOG 128
 #define DEFAULT_IDLE_TIMEOUT_S 10
 
-/* -v prints one line per event to stderr: see the README for a sample. */
+/*
+ * -v prints one line per event to stderr: see the README for a sample.
+ * Most lines are printed on a coroutine's stack, so -v gives stderr a
+ * line buffer of its own: glibc formats a line for an unbuffered stream
+ * in an 8 KiB array on the stack (buffered_vfprintf), a frame larger than
+ * a request's whole need.  Each line is still written when it ends.
+ */
 static bool trace_enabled;
+static char trace_buffer[BUFSIZ];
 #define TRACE(...) do { if (trace_enabled) fprintf(stderr, __VA_ARGS__); } while (0)
 
 /* Prints "tinyhttpd: <what>: <strerror(errno)>" and exits with status 1:
@@ -163,18 +174,20 @@ broken(const char *what)
  * Nothing runs in parallel, so nothing needs a lock.
  *
  * Each coroutine is one mmap(2) call, its struct on top of its stack (the
- * guard page, protected apart, makes it two mappings for the kernel):
+ * guard, protected apart, makes it two mappings for the kernel):
  *
  *     high  +------------------------+
+ *           | rest of the last page  |  never touched
  *           | struct coro            |  context, links, id
  *           +------------------------+  <- the stack starts here
  *           | signal frame (unused)  |  left by the kernel in step 4
  *           | the coroutine's frames |  of coro_make_context()
  *           |           |            |
- *           |           v            |  the stack grows down...
- *           +------------------------+
- *           | guard page, PROT_NONE  |  ...so an overflow faults here
- *     low   +------------------------+  instead of corrupting memory
+ *           |           v            |  the stack, STACK_SIZE bytes,
+ *           +------------------------+  grows down...
+ *           | guard, PROT_NONE       |  ...so an overflow faults here,
+ *           | GUARD_SIZE bytes       |  if no frame is larger than
+ *     low   +------------------------+  the guard (see GUARD_SIZE)
  *
  * Switching is sigsetjmp(3) and siglongjmp(3): save where we are, jump to
  * where the other coroutine saved itself.  The hard part is the first
@@ -199,7 +212,14 @@ struct coro {
 
 static struct coro *coro_current;      /* the running one; NULL on the loop */
 static sigjmp_buf coro_loop_context;   /* the loop's registers: yield jumps here */
-static size_t page_size, map_size;     /* set by coro_init() */
+static size_t guard_size, map_size;    /* set by coro_init() */
+
+/* Rounds n up to whole pages: mmap and mprotect work on pages. */
+static size_t
+whole_pages(size_t n, size_t page_size)
+{
+    return (n + page_size - 1) / page_size * page_size;
+}
 
 static void
 coro_init(void)
@@ -208,9 +228,8 @@ coro_init(void)
 
     if (page <= 0)
         die("sysconf(_SC_PAGESIZE)");
-    page_size = (size_t)page;
-    map_size = page_size +
-        (STACK_SIZE + sizeof(struct coro) + page_size - 1) / page_size * page_size;
+    guard_size = whole_pages(GUARD_SIZE, (size_t)page);
+    map_size = guard_size + whole_pages(STACK_SIZE + sizeof(struct coro), (size_t)page);
 }
 
 static void coro_main(void);           /* what every coroutine runs: below */
@@ -289,7 +308,7 @@ restore_mask:
     return result;
 }
 
-/* Maps a stack with its guard page and makes a coroutine on it; NULL if
+/* Maps a stack with its guard and makes a coroutine on it; NULL if
  * the system is out of memory or mappings (see vm.max_map_count). */
 static struct coro *
 coro_create(void)
@@ -297,13 +316,15 @@ coro_create(void)
     static unsigned n_created;
     char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_COROUTINE_STACK, -1, 0);
+    char *stack;
     struct coro *c;
 
     if (map == MAP_FAILED)
         return NULL;
-    c = (struct coro *)(map + map_size) - 1;
-    if (mprotect(map, page_size, PROT_NONE) < 0 ||
-        coro_make_context(c, map + page_size, (size_t)((char *)c - map) - page_size) < 0) {
+    stack = map + guard_size;
+    c = (struct coro *)(stack + STACK_SIZE);
+    if (mprotect(map, guard_size, PROT_NONE) < 0 ||
+        coro_make_context(c, stack, STACK_SIZE) < 0) {
         int saved_errno = errno;
 
         if (munmap(map, map_size) < 0)
@@ -312,7 +333,7 @@ coro_create(void)
         return NULL;
     }
     c->id = ++n_created;
-    TRACE("coro %u created, stack %p-%p\n", c->id, (void *)(map + page_size), (void *)c);
+    TRACE("coro %u created, stack %p-%p\n", c->id, (void *)stack, (void *)c);
     return c;
 }
 
@@ -353,7 +374,7 @@ coro_resume(struct coro *c)
     coro_current = NULL;
     if (c->must_unmap) {
         TRACE("coro %u unmapped\n", c->id);
-        if (munmap((char *)(c + 1) - map_size, map_size) < 0)
+        if (munmap((char *)c - STACK_SIZE - guard_size, map_size) < 0)
             broken("munmap");
     }
 }
@@ -1752,6 +1773,8 @@ main(int argc, char **argv)
     int listen_fd;
 
     parse_options(argc, argv, &opt);
+    if (trace_enabled && setvbuf(stderr, trace_buffer, _IOLBF, sizeof trace_buffer) != 0)
+        die("setvbuf stderr");
     listen_fd = open_listener((struct sockaddr *)&opt.address, opt.address_len,
                               opt.backlog, opt.name);
     listener_url(listen_fd, url, sizeof url);
