@@ -1170,6 +1170,64 @@ test_port_in_use() {
     stop_server
 }
 
+# The descriptor limit as macOS sets it, faked with an LD_PRELOAD shim: an
+# unlimited hard limit, and setrlimit refusing a soft limit above a cap
+# (kern.maxfilesperproc there).  The server must find the cap exactly.
+test_fd_limit_search() {
+    local cap=3000 shim="$TMP/fake-rlimit.so" got
+    native_only "descriptor limit search" || return
+    if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt "$cap" ]; then
+        skipped "descriptor limit search: hard limit $(ulimit -Hn) is below $cap"
+        return
+    fi
+    cat >"$TMP/fake-rlimit.c" <<EOF
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <sys/resource.h>
+typedef int getter(__rlimit_resource_t, struct rlimit64 *);
+typedef int setter(__rlimit_resource_t, const struct rlimit64 *);
+int getrlimit64(__rlimit_resource_t r, struct rlimit64 *l)
+{
+    int result = ((getter *)dlsym(RTLD_NEXT, "getrlimit64"))(r, l);
+    if (result == 0 && r == RLIMIT_NOFILE)
+        l->rlim_max = RLIM64_INFINITY;
+    return result;
+}
+int setrlimit64(__rlimit_resource_t r, const struct rlimit64 *l)
+{
+    struct rlimit64 real;
+    if (r != RLIMIT_NOFILE)
+        return ((setter *)dlsym(RTLD_NEXT, "setrlimit64"))(r, l);
+    if (l->rlim_cur > $cap) {
+        errno = EINVAL;
+        return -1;
+    }
+    ((getter *)dlsym(RTLD_NEXT, "getrlimit64"))(r, &real);
+    real.rlim_cur = l->rlim_cur;
+    return ((setter *)dlsym(RTLD_NEXT, "setrlimit64"))(r, &real);
+}
+/* Without _FILE_OFFSET_BITS=64 the program calls these; same layout on 64-bit CPUs. */
+int getrlimit(__rlimit_resource_t r, struct rlimit *l) { return getrlimit64(r, (struct rlimit64 *)l); }
+int setrlimit(__rlimit_resource_t r, const struct rlimit *l) { return setrlimit64(r, (const struct rlimit64 *)l); }
+EOF
+    if ! cc -shared -fPIC -o "$shim" "$TMP/fake-rlimit.c" -ldl 2>"$TMP/shim.err"; then
+        fail "descriptor limit search: shim build: $(head -3 "$TMP/shim.err")"
+        return
+    fi
+    LD_PRELOAD=$shim start_server sh -c 'ulimit -Sn 1000 && exec "$@"' sh "$BIN" ||
+        { fail "descriptor limit search: server did not start"; return; }
+    got=$(awk '/^Max open files/ { print $4 }' "/proc/$PID/limits")
+    if [ "$got" != "$cap" ]; then
+        fail "descriptor limit search: hard limit unlimited, setrlimit refusing more than $cap: soft limit $got, want $cap"
+    elif ! serves; then
+        fail "descriptor limit search: the server does not serve"
+    else
+        ok "descriptor limit search: an unlimited hard limit, refused above $cap: soft limit set to $cap"
+    fi
+    stop_server
+}
+
 # -a ::1: an IPv6 listener, printed in brackets, that serves.
 test_ipv6() {
     if ! python3 -c 'import socket; socket.socket(socket.AF_INET6).bind(("::1", 0))' 2>/dev/null; then
@@ -1586,6 +1644,7 @@ run_suite() {
     test_stop_signals
     test_command_line
     test_port_in_use
+    test_fd_limit_search
     test_ipv6
     test_trace
     test_readme

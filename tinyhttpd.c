@@ -18,7 +18,8 @@
  * The sections, in the order they appear:
  *   1. Setup: feature macros, includes, tunables, the -v trace, die()
  *   2. Coroutines: stacks, the signal-stack trick, switching, the pool
- *   3. Event loop: deadlines, waiting, and the select or epoll backend
+ *   3. Event loop: what it knows of a socket, the select or epoll
+ *      backend, deadlines, waiting, one turn of the loop
  *   4. The connection: read a request head, answer it, keep alive, close
  *   5. Listener, signals, totals
  *   6. main and the command line
@@ -232,28 +233,9 @@ coro_init(void)
     map_size = guard_size + whole_pages(STACK_SIZE + sizeof(struct coro), (size_t)page);
 }
 
+static void coro_trampoline(int signo);   /* step 5 of the trick: below */
 static void coro_main(void);           /* what every coroutine runs: below */
 static struct coro *coro_being_made;   /* read by coro_trampoline() */
-
-/*
- * The SIGUSR1 handler of step 4 below, running on the new stack.  Step 5
- * is its sigsetjmp: it saves the handler's context, on the new stack, and
- * returns.  Later, the coroutine's first coro_resume() jumps to that
- * context: sigsetjmp returns a second time, now 1, here on the new stack,
- * and coro_main() starts.  C itself does not promise that jumping back
- * into a function that has returned works (C11, 7.13.2.1); it works here
- * because nothing has written over the handler's frame since: the stack
- * was not used in between.  coro_main() must never return, for the frame
- * it would return into is that of a signal handler long finished.
- */
-static void
-coro_trampoline(int signo)
-{
-    (void)signo;
-    if (sigsetjmp(coro_being_made->context, 0) == 0)   /* 5. */
-        return;
-    coro_main();
-}
 
 /*
  * Prepares c->context so that jumping to it runs coro_main() on the stack
@@ -285,9 +267,12 @@ coro_make_context(struct coro *c, char *stack, size_t size)
     new_stack.ss_size = size;
     if (sigaltstack(&new_stack, &old_stack) < 0)
         goto restore_action;
-    /* 4. Send SIGUSR1 and unblock it alone: the kernel pushes a signal
-     *    frame at the top of the new stack and runs coro_trampoline below
-     *    it, which does step 5 (see there) and returns. */
+    /* 4. Send SIGUSR1 and unblock it alone: sigsuspend waits for it, and
+     *    the kernel pushes a signal frame (the registers it will restore
+     *    when the handler returns) at the top of the new stack and runs
+     *    coro_trampoline() below it, on the new stack.
+     * 5. coro_trampoline() saves its context, on the new stack, with
+     *    sigsetjmp, and returns; so does sigsuspend, here on ours. */
     coro_being_made = c;
     sigdelset(&blocked, SIGUSR1);
     if (raise(SIGUSR1) == 0) {
@@ -306,6 +291,26 @@ restore_mask:
     if (sigprocmask(SIG_SETMASK, &old_mask, NULL) < 0)
         broken("restoring the signal mask");
     return result;
+}
+
+/*
+ * The SIGUSR1 handler of step 4, running on the new stack.  Step 5 is its
+ * sigsetjmp: it saves the handler's context and returns.  Later, the
+ * coroutine's first coro_resume() jumps to that context: sigsetjmp returns
+ * a second time, now 1, here on the new stack, and coro_main() starts.
+ * C itself does not promise that jumping back into a function that has
+ * returned works (C11, 7.13.2.1): it works here because nothing has
+ * written over the handler's frame since, as the stack was not used in
+ * between.  coro_main() must never return, for the frame it would return
+ * into is that of a signal handler long finished.
+ */
+static void
+coro_trampoline(int signo)
+{
+    (void)signo;
+    if (sigsetjmp(coro_being_made->context, 0) == 0)   /* 5. */
+        return;
+    coro_main();
 }
 
 /* Maps a stack with its guard and makes a coroutine on it; NULL if
@@ -343,7 +348,8 @@ coro_create(void)
  * a switch is a few dozen instructions and no system call; saving the
  * mask would cost two sigprocmask(2) calls per switch (measured here: 5 ns
  * against 180 ns).  Nothing is lost: the mask is the same everywhere but
- * inside coro_make_context() and the loop's wait (section 5).  Keep the save
+ * inside coro_make_context() and the loop's wait (loop_poll() in section
+ * 3, with the mask catch_signals() makes in section 5).  Keep the save
  * and the jump together in this small function: no caller's local is then
  * live across sigsetjmp, which is what gcc's -Wclobbered warns about.
  */
@@ -399,6 +405,15 @@ coro_ready(struct coro *c)
     ready_last = c;
 }
 
+/* Yields, but stays ready: the others get a turn first.  May yield. */
+static void
+coro_let_others_run(void)
+{
+    TRACE("coro %u lets others run\n", coro_current->id);
+    coro_ready(coro_current);
+    coro_yield();
+}
+
 /*
  * Resumes, in turn, the coroutines that were ready when it was called.
  * One that becomes ready again meanwhile (coro_let_others_run()) waits for
@@ -420,14 +435,6 @@ coro_run_ready(void)
         c = next;
     }
     return ready_first != NULL;
-}
-
-/* Yields, but stays ready: the others get a turn first. */
-static void
-coro_let_others_run(void)
-{
-    coro_ready(coro_current);
-    coro_yield();
 }
 
 /*
@@ -454,6 +461,7 @@ coro_finish(struct coro *self)
         TRACE("coro %u parked\n", self->id);
     } else {
         self->must_unmap = true;
+        TRACE("coro %u finished, the pool is full\n", self->id);
     }
     coro_yield();
 }
@@ -472,7 +480,8 @@ coro_main(void)
 
 /* Readies a coroutine from the pool, or a new one, to run body(arg).
  * Returns 0, or -1 with errno set if a new one was needed and could not be
- * made.  Call it on the loop's stack (section 5 says why). */
+ * made.  Call it on the loop's stack only: then the signal trick never
+ * runs on a coroutine's stack, which valgrind refuses (section 5). */
 static int
 coro_spawn(void (*body)(int), int arg)
 {
@@ -1388,6 +1397,7 @@ conn_close(struct conn *conn, bool linger)
         size_t drained = 0;
         ssize_t n;
 
+        TRACE("coro %u lingers on fd %d before closing\n", io->coro->id, io->fd);
         loop_set_deadline(io, &linger_deadlines);
         while (drained < LINGER_BYTES && (n = conn_read(conn, conn->buf, sizeof conn->buf)) > 0)
             drained += (size_t)n;
@@ -1564,22 +1574,33 @@ listener_url(int fd, char *url, size_t size)
 }
 
 /*
- * Each connection takes a descriptor: allow as many as the hard limit.
- * macOS reports an unlimited hard limit but grants only OPEN_MAX (10240),
- * so a refused raise is halved until it is granted or no raise is left.
+ * Each connection takes a descriptor: raise the soft limit as far as the
+ * system grants, which is the hard limit on Linux.  Not everywhere: macOS
+ * reports an unlimited hard limit but refuses more than its
+ * kern.maxfilesperproc, whatever that is set to.  So a refused raise is
+ * followed by a search, by halves, for the largest limit granted: at most
+ * 64 calls, once, at start.  A refused setrlimit(2) changes nothing.
  */
 static void
 raise_fd_limit(void)
 {
     struct rlimit limit;
-    rlim_t soft;
+    rlim_t granted, refused;
 
     if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
         broken("getrlimit RLIMIT_NOFILE");
-    soft = limit.rlim_cur;
-    for (limit.rlim_cur = limit.rlim_max; limit.rlim_cur > soft; limit.rlim_cur /= 2)
+    granted = limit.rlim_cur;
+    refused = limit.rlim_max;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+        return;
+    while (refused - granted > 1) {
+        limit.rlim_cur = granted + (refused - granted) / 2;
         if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
-            return;
+            granted = limit.rlim_cur;
+        else
+            refused = limit.rlim_cur;
+    }
 }
 
 static volatile sig_atomic_t stop_requested;
