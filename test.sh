@@ -1521,6 +1521,86 @@ overflow_burst() {
     if [ "$status" -ne 139 ]; then echo "exit status $status"; else guard_fault "$trace"; fi
 }
 
+# How deep a coroutine's stack goes, measured by painting: a probe linked
+# in with --wrap=sigaltstack fills each new stack with a pattern before the
+# trick runs on it and, at exit, finds the lowest byte that changed.  Run
+# with LD_BIND_NOW=1 and then without, on a mix of requests, and with -v.
+# The deepest use must leave three quarters of STACK_SIZE unused.
+test_stack_depth() {
+    local bin="$TMP/probed-$backend" report="$TMP/depth.$backend" line figures="" deepest=0
+    native_only "stack depth" || return
+    cat >"$TMP/stackprobe.c" <<'EOF'
+#include <signal.h>
+#include <stdio.h>
+#include <unistd.h>
+int __real_sigaltstack(const stack_t *ss, stack_t *old);
+static struct { volatile unsigned char *base, *top; unsigned long trick; } stacks[4096];
+static int n_stacks;
+static volatile unsigned char *lowest_changed(int i)
+{
+    volatile unsigned char *p = stacks[i].base;
+    while (p < stacks[i].top && *p == 0xA5)
+        p++;
+    return p;
+}
+int __wrap_sigaltstack(const stack_t *ss, stack_t *old)
+{
+    int result;
+    if (ss != NULL && !(ss->ss_flags & SS_DISABLE) && n_stacks < 4096) {
+        volatile unsigned char *p;
+        stacks[n_stacks].base = ss->ss_sp;
+        stacks[n_stacks].top = (unsigned char *)ss->ss_sp + ss->ss_size;
+        for (p = stacks[n_stacks].base; p < stacks[n_stacks].top; p++)
+            *p = 0xA5;
+        n_stacks++;
+        return __real_sigaltstack(ss, old);
+    }
+    result = __real_sigaltstack(ss, old);
+    if (ss != NULL && n_stacks > 0)    /* step 6: the trick is over */
+        stacks[n_stacks - 1].trick = stacks[n_stacks - 1].top - lowest_changed(n_stacks - 1);
+    return result;
+}
+__attribute__((destructor)) static void report(void)
+{
+    unsigned long trick = 0, deepest = 0;
+    int i;
+    for (i = 0; i < n_stacks; i++) {
+        unsigned long depth = stacks[i].top - lowest_changed(i);
+        trick = stacks[i].trick > trick ? stacks[i].trick : trick;
+        deepest = depth > deepest ? depth : deepest;
+    }
+    fprintf(stderr, "stackprobe: %d stacks, trick %lu, deepest %lu\n", n_stacks, trick, deepest);
+}
+EOF
+    if ! cc -O2 -D"USE_$(tr a-z A-Z <<<"$backend")" -o "$bin" tinyhttpd.c "$TMP/stackprobe.c" \
+            -Wl,--wrap=sigaltstack 2>"$TMP/probe.err"; then
+        fail "stack depth: probe build: $(head -3 "$TMP/probe.err")"
+        return
+    fi
+    for line in "LD_BIND_NOW=1" "LD_BIND_NOW=1 -v" "lazy binding" "lazy binding -v"; do
+        local bind="" trace=()
+        [[ $line = LD* ]] && bind=1
+        [[ $line = *-v ]] && trace=(-v)
+        LD_BIND_NOW=$bind start_server "$bin" -t 1 "${trace[@]}" ||
+            { fail "stack depth: probed server did not start"; return; }
+        client get && client http11_keepalive && client pipelined && client head && client body_closes &&
+            client malformed >/dev/null || { fail "stack depth ($line): a request failed"; stop_server; return; }
+        stop_server
+        read -r _ n trick deepest_here <<<"$(sed -n 's/^stackprobe: \([0-9]*\) stacks, trick \([0-9]*\), deepest \([0-9]*\)$/x \1 \2 \3/p' "$OUT.err")"
+        if [ "$STATUS" -ne 0 ] || [ -z "$deepest_here" ]; then
+            fail "stack depth ($line): exit status $STATUS, report '$(grep stackprobe "$OUT.err")'"
+            return
+        fi
+        figures="$figures; $line: trick $trick, deepest $deepest_here"
+        [ "$deepest_here" -gt "$deepest" ] && deepest=$deepest_here
+    done
+    if [ "$deepest" -gt $((65536 / 4)) ]; then
+        fail "stack depth: $deepest bytes used of 65536${figures}"
+    else
+        ok "stack depth in bytes below the top, painted${figures}"
+    fi
+}
+
 # SIGTERM with thousands of connections open: exit 0 within a second,
 # totals printed, every connection closed.
 test_stop_under_load() {
@@ -1654,6 +1734,7 @@ run_suite() {
     test_out_of_fds
     test_fd_setsize
     test_stack_overflow
+    test_stack_depth
     test_stop_under_load
     test_stop_when_busy
     if [ -n "$LONG" ]; then
