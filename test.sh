@@ -1410,6 +1410,7 @@ run_suite() {
 # /proc/PID/stat, over the run, divided by the requests it served.
 
 bench_setup() {
+    local py
     BENCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tinyhttpd-bench.XXXXXX") || exit 1
     SERVER_CPU=() CLIENT_CPU=()
     if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -1418,6 +1419,14 @@ bench_setup() {
     PEERS="epoll select"
     if command -v node >/dev/null; then PEERS="$PEERS node"; else
         echo "bench: no node: skipping its rows (Debian/Ubuntu: apt-get install nodejs)"; fi
+    # Debian's python3-gevent is for /usr/bin/python3, which need not be the
+    # python3 first on PATH (pyenv, a virtualenv): use whichever has gevent.
+    GEVENT_PY=""
+    for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import gevent' 2>/dev/null; then GEVENT_PY=$(command -v "$py"); break; fi
+    done
+    if [ -n "$GEVENT_PY" ]; then PEERS="$PEERS gevent"; else
+        echo "bench: no gevent for python3 or /usr/bin/python3: skipping its rows (Debian/Ubuntu: apt-get install python3-gevent; elsewhere: pip install gevent)"; fi
     NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null)
     if [ -n "$NGINX" ]; then PEERS="$PEERS nginx"; else
         echo "bench: no nginx: skipping its rows (Debian/Ubuntu: apt-get install nginx-light)"; fi
@@ -1425,7 +1434,24 @@ bench_setup() {
     if command -v wrk >/dev/null; then HAVE_WRK=1; else
         echo "bench: no wrk: skipping the wrk rows (Debian/Ubuntu: apt-get install wrk)"; fi
     echo "bench: raw outputs in $BENCH_DIR"
-    echo "bench: server on CPU ${SERVER_CPU[2]:-any}, client on CPU ${CLIENT_CPU[2]:-any}; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), Linux $(uname -r)"
+    machine_line >"$BENCH_DIR/machine.txt"
+    echo "bench: $(cat "$BENCH_DIR/machine.txt")"
+}
+
+# machine_line: the machine and every program's version, in one line.
+machine_line() {
+    local versions="gcc $(cc -dumpfullversion 2>/dev/null || cc -dumpversion), $(getconf GNU_LIBC_VERSION 2>/dev/null || echo 'libc ?')"
+    command -v node >/dev/null && versions="$versions; node $(node --version)"
+    [ -n "$NGINX" ] && versions="$versions, nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+    [ -n "$GEVENT_PY" ] && versions="$versions, $("$GEVENT_PY" -c 'import sys, gevent, greenlet
+print("Python %d.%d.%d (%s) with gevent %s (greenlet %s, %s loop: %s)" % (sys.version_info[:3] + (sys.executable,
+      gevent.__version__, greenlet.__version__, gevent.config.loop.__module__.split(".")[1], gevent.get_hub().loop.backend)))')"
+    versions="$versions, ab $(ab -V | sed -n 's/.*Version \([^ ]*\).*/\1/p')"
+    [ -n "$HAVE_WRK" ] && versions="$versions, wrk $(wrk -v 2>&1 | sed -n '1s/^wrk \([^ ]*\).*/\1/p')"
+    printf '%s CPUs (%s), Linux %s, %s; %s; server on CPU %s, client on CPU %s\n' "$(nproc)" \
+        "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" "$(uname -r)" \
+        "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")" "$versions" \
+        "${SERVER_CPU[2]:-any}" "${CLIENT_CPU[2]:-any}"
 }
 
 free_port() {
@@ -1434,17 +1460,85 @@ free_port() {
 
 answers() { [ "$(curl -s --max-time 2 "$1")" = "Hello, World!" ]; }
 
-# start_peer NAME [BACKLOG]: starts a server, pinned; sets PID and URL.
+# start_peer NAME [BACKLOG]: starts a server, pinned, listening with the
+# given backlog (128 by default, for every server alike); sets PID and URL.
 start_peer() {
     local port backlog=${2:-128}
     case $1 in
     epoll | select)
         start_server "${SERVER_CPU[@]}" ./tinyhttpd-"$1" -b "$backlog" || return 1
         return 0 ;;
-    node)
+    node-2009)                # the 2009 hello world: no Content-Length, so it closes
         port=$(free_port)
-        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain'});s.end('Hello, World!\n')}).listen($port,'127.0.0.1')" \
+        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain'});s.end('Hello, World!\n')}).listen($port,'127.0.0.1',$backlog)" \
             >"$BENCH_DIR/node.log" 2>&1 &
+        PID=$! ;;
+    node)                     # with Content-Length, so it keeps HTTP/1.0 connections too
+        port=$(free_port)
+        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain','Content-Length':14});s.end('Hello, World!\n')}).listen($port,'127.0.0.1',$backlog)" \
+            >"$BENCH_DIR/node.log" 2>&1 &
+        PID=$! ;;
+    gevent)
+        port=$(free_port)
+        cat >"$BENCH_DIR/gevent_hello.py" <<'PY'
+# The 2009 server's design in today's Python: gevent's StreamServer runs
+# one greenlet per connection over libev's epoll loop.  It reads until the
+# blank line, skips the headers but Connection and a body's, and answers
+# Hello, World with tinyhttpd's keep-alive rules (RFC 9112, section 9.3).
+import re, sys, time
+from email.utils import formatdate
+from gevent import socket
+from gevent.server import StreamServer
+
+port, backlog = int(sys.argv[1]), int(sys.argv[2])
+blank_line = re.compile(rb'\n\r?\n')        # lines end in CRLF or LF (RFC 9112, 2.2)
+date = [0, '']
+
+
+def reply(connection):
+    now = int(time.time())
+    if now != date[0]:                      # the Date, formatted once a second
+        date[:] = now, formatdate(now, usegmt=True)
+    return ('HTTP/1.1 200 OK\r\nServer: gevent\r\nDate: %s\r\nContent-Type: text/plain\r\n'
+            'Content-Length: 14\r\n%s\r\nHello, World!\n' % (date[1], connection)).encode()
+
+
+def serve(conn, address):
+    data = b''
+    while True:
+        blank = blank_line.search(data)
+        if not blank:
+            more = conn.recv(8192)
+            if not more:
+                break
+            data += more
+            continue
+        head, data = data[:blank.start()].lower().split(b'\n'), data[blank.end():]
+        http10 = head[0].rstrip().endswith(b'http/1.0')
+        options, body = set(), False
+        for line in head[1:]:
+            name, _, value = line.partition(b':')
+            if name == b'connection':
+                options |= {option.strip() for option in value.split(b',')}
+            elif name == b'transfer-encoding' or name == b'content-length' and value.strip() != b'0':
+                body = True                 # never read: close after the reply
+        keep_alive = not body and b'close' not in options and (not http10 or b'keep-alive' in options)
+        conn.sendall(reply('' if keep_alive and not http10 else
+                           'Connection: keep-alive\r\n' if keep_alive else 'Connection: close\r\n'))
+        if not keep_alive:
+            break
+    conn.close()
+
+
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # accepted sockets inherit it
+listener.bind(('127.0.0.1', port))
+listener.listen(backlog)
+StreamServer(listener, serve).serve_forever()
+PY
+        "${SERVER_CPU[@]}" "$GEVENT_PY" "$BENCH_DIR/gevent_hello.py" "$port" "$backlog" \
+            >"$BENCH_DIR/gevent.log" 2>&1 &
         PID=$! ;;
     nginx)
         port=$(free_port)
@@ -1535,7 +1629,8 @@ bench() {
 # user sys real rawfile.
 import re, statistics, sys
 
-NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'nginx': 'nginx',
+NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'gevent': 'gevent',
+         'nginx': 'nginx',
          'b5': 'backlog 5', 'b128': 'backlog 128'}
 
 
@@ -1704,8 +1799,15 @@ if __name__ == '__main__':
 PY
     for run in $(seq "$runs"); do
         for s in $PEERS; do
-            start_peer "$s" || { fail "bench: $s did not start"; continue; }
-            measure 2009 "$s" "$run" ab -q -n "$n2009" -c 50 -s 60
+            if [ "$s" = node ]; then    # the 2009 script for the 2009 workload only
+                start_peer node-2009 || { fail "bench: node (2009 script) did not start"; continue; }
+                measure 2009 node "$run" ab -q -n "$n2009" -c 50 -s 60
+                stop_server
+                start_peer node || { fail "bench: node did not start"; continue; }
+            else
+                start_peer "$s" || { fail "bench: $s did not start"; continue; }
+                measure 2009 "$s" "$run" ab -q -n "$n2009" -c 50 -s 60
+            fi
             measure ab-k "$s" "$run" ab -q -k -n "$nka" -c 50 -s 60
             [ -n "$HAVE_WRK" ] && measure wrk-c50 "$s" "$run" wrk -t1 -c50 -d"${secs}s"
             if [ -n "$HAVE_WRK" ] && { [ "$s" = epoll ] || [ "$s" = nginx ]; }; then
