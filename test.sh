@@ -9,8 +9,12 @@
 #   ./test.sh test_fuzz  only the tests named (functions below), both builds
 #
 # Needs bash, curl, ab (apache2-utils), python3 and strace; Linux, because
-# it reads /proc.  Every server it starts listens on 127.0.0.1, port 0,
-# and is stopped by PID, also when the script is interrupted.  The last
+# it reads /proc.  The bench also uses, and skips the rows of what is
+# missing: wrk; node (nodejs); nginx (nginx-light); gevent (python3-gevent)
+# for python3 or /usr/bin/python3; taskset (util-linux) to pin servers and
+# clients; unshare (util-linux) and ip (iproute2) for a network namespace
+# of its own.  Every server it starts listens on 127.0.0.1 and is stopped
+# by PID, also when the script is interrupted.  The last
 # line is "N passed, N failed, N skipped"; the exit status is 1 if
 # anything failed.
 set -u
