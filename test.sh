@@ -1915,22 +1915,27 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
 
 
 def check(path, peers):
-    """ok / FAIL / skip lines for test.sh: the gevent rows, and node kept alive."""
+    """ok / FAIL / skip lines for test.sh: no failures in the main tables,
+    the gevent rows there, and node's connections kept alive."""
     rows, servers = load(path), peers.split()
+    have_wrk = any(r['tool'] == 'wrk' for r in rows)
+    for t in ('2009', 'ab-k') + (('wrk-c50',) if have_wrk else ()):
+        bad = [r for r in rows if r['table'] == t and (not r['requests'] or r['failed'] or r.get('length_failures'))]
+        if bad:
+            print('FAIL %s: %s run %d: %d requests, %d failed, %d length failures' % (
+                t, NAMES[bad[0]['server']], bad[0]['run'], bad[0]['requests'], bad[0]['failed'],
+                bad[0].get('length_failures') or 0))
+        else:
+            print('ok %s: every row 0 failed, 0 length failures (%s)' % (
+                t, ', '.join(NAMES[s] for s in servers if runs_of(rows, t, s))))
     if 'gevent' not in servers:
         print('skip gevent rows: no gevent (Debian/Ubuntu: apt-get install python3-gevent)')
     else:
-        for t in ('2009', 'ab-k', 'wrk-c50'):
-            runs = runs_of(rows, t, 'gevent')
-            if t == 'wrk-c50' and not any(r['tool'] == 'wrk' for r in rows):
-                continue
-            bad = [r for r in runs if not r['requests'] or r['failed'] or r.get('length_failures')]
-            if not runs or bad:
-                print('FAIL gevent row in %s: %s' % (t, 'missing' if not runs else '%d failed' % bad[0]['failed']))
-            else:
-                print('ok gevent row in %s: %s requests, 0 failed, 0 length failures' % (t, fmt(runs[0]['requests'])))
+        missing = [t for t in ('2009', 'ab-k') + (('wrk-c50',) if have_wrk else ()) if not runs_of(rows, t, 'gevent')]
+        print('FAIL gevent rows missing in %s' % ', '.join(missing) if missing else
+              'ok gevent rows in every table node is in')
     if 'node' not in servers:
-        print('skip node keep-alive: no node')
+        print('skip node keep-alive: no node (Debian/Ubuntu: apt-get install nodejs)')
         return
     runs = runs_of(rows, 'ab-k', 'node')
     if runs and all(r['requests'] and r.get('keep_alive') == r['requests'] for r in runs):
