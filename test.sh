@@ -1640,7 +1640,7 @@ PY
 }
 
 bench() {
-    local quick=$1 runs=3 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 limit=30
+    local quick=$1 runs=3 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 limit=20
     local run s b n verdict text
     if [ "$quick" = --quick ]; then
         runs=1 n2009=2000 nka=5000 secs=1 nb1=2000 nb2=1000 cb2=200 csecs=1 limit=10
