@@ -1826,7 +1826,7 @@ def then_and_now(rows, servers):
     for backlog, rps, longest in STACKLESS_2009:
         out.append('| 2009 | Stackless Python coroutine server, backlog %d | %s | %s | %.2fx |' % (
             backlog, fmt(rps), fmt(longest), rps / node_mean))
-    today = [('node', 'node 20, the same hello world'), ('gevent', 'gevent, the same design as the 2009 server'),
+    today = [('node', 'node, the same hello world'), ('gevent', 'gevent, the same design as the 2009 server'),
              ('epoll', 'tinyhttpd-epoll'), ('select', 'tinyhttpd-select'), ('nginx', 'nginx')]
     for s, label in today:
         if s in servers and median(rows, '2009', s, 'rps') is not None:
