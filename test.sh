@@ -1879,10 +1879,10 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
     print('### Then and now: the 2009 workload\n')
     print(then_and_now(rows, servers))
     print('\n2009: the four ab runs the post published; "vs node" is against the mean of its two node runs,'
-          '\nso 1.75x and 1.94x, 1.85x on average.  The post says 1.925x, which these four runs do not give.'
-          '\nIts server sent no Content-Length and a body of varying length, so ab counted 9,173 and 10,221'
-          '\n"length failures".  The 9,220 ms request of the backlog-5 run is a connect of 8,999 ms (3 s and'
-          '\n6 s of SYN retransmission) plus the request itself.\n')
+          '\nso 1.75x and 1.94x, 1.85x on average; the post\'s "by a factor of 1.925 on average" cannot'
+          '\nbe derived from them.  Its server sent no Content-Length and a body of varying length, so ab'
+          '\ncounted 9,173 and 10,221 "length failures".  The 9,220 ms request of the backlog-5 run is a'
+          '\nconnect of 8,999 ms (3 s and 6 s of SYN retransmission) plus the request itself.\n')
     print('### Keep-alive: ab -k -n %s -c 50 (%s)\n' % (nka, m))
     print(table(rows, 'ab-k', servers, [('req/s', 'rps', 0, False), ('mean ms', 'mean_ms', 3, False),
                                         ('longest ms', 'longest_ms', 0, False), ('failed (worst)', 'failed', 0, True),
@@ -1906,7 +1906,7 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
           '\nwhole network namespace; "connects >= 1 s" and "requests >= 200 ms once connected" count ab\'s'
           '\nrequests (-g).  ListenOverflows counts each SYN and each final ACK of a handshake that found the'
           '\naccept queue full, and was dropped; ListenDrops is the same plus any other drop at the listener.'
-          '\nA dropped SYN is sent again after 1 s (RFC 6298), then 3 s, 7 s in total: a connect of 1 s or more.'
+          '\nA dropped SYN is sent again 1 s later (RFC 6298), then 2 s and 4 s after that: connects of 1, 3, 7 s.'
           '\nAfter a dropped final ACK the client believes it is connected and sends its request, which'
           '\ncompletes the handshake if the queue has room by then; if not, the server sends its SYN-ACK again'
           '\n(after 1 s) and the client its request (after 200 ms, doubling).  When more handshakes are under'
