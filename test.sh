@@ -9,8 +9,12 @@
 #   ./test.sh test_fuzz  only the tests named (functions below), both builds
 #
 # Needs bash, curl, ab (apache2-utils), python3 and strace; Linux, because
-# it reads /proc.  Every server it starts listens on 127.0.0.1, port 0,
-# and is stopped by PID, also when the script is interrupted.  The last
+# it reads /proc.  The bench also uses, and skips the rows of what is
+# missing: wrk; node (nodejs); nginx (nginx-light); gevent (python3-gevent)
+# for python3 or /usr/bin/python3; taskset (util-linux) to pin servers and
+# clients; unshare (util-linux) and ip (iproute2) for a network namespace
+# of its own.  Every server it starts listens on 127.0.0.1 and is stopped
+# by PID, also when the script is interrupted.  The last
 # line is "N passed, N failed, N skipped"; the exit status is 1 if
 # anything failed.
 set -u
@@ -1747,12 +1751,17 @@ run_suite() {
 # --- make bench: the 2009 table, keep-alive, the backlog, select vs epoll. ---
 #
 # Each server runs pinned to CPU 0 and each client to CPU 1 (when taskset
-# and two CPUs exist).  Every figure is the median of three runs,
-# interleaved across servers, because this and most machines are noisy.
-# Server CPU per request is utime+stime of the server process, from
-# /proc/PID/stat, over the run, divided by the requests it served.
+# and two CPUs exist), and every server listens with a backlog of 128.
+# Every figure is the median of three runs, interleaved across servers,
+# because this and most machines are noisy; a ratio to node is taken in
+# each run, then its median; the backlog table shows every run, since its
+# tail comes at a rate.  Server CPU per request is utime+stime of the
+# server process, from /proc/PID/stat, over the run, divided by the
+# requests it served.  The whole bench stays under 10 minutes: counts and
+# durations are fixed, and ab stops after $limit seconds in the backlog runs.
 
 bench_setup() {
+    local py
     BENCH_DIR=$(mktemp -d "${TMPDIR:-/tmp}/tinyhttpd-bench.XXXXXX") || exit 1
     SERVER_CPU=() CLIENT_CPU=()
     if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then
@@ -1761,6 +1770,14 @@ bench_setup() {
     PEERS="epoll select"
     if command -v node >/dev/null; then PEERS="$PEERS node"; else
         echo "bench: no node: skipping its rows (Debian/Ubuntu: apt-get install nodejs)"; fi
+    # Debian's python3-gevent is for /usr/bin/python3, which need not be the
+    # python3 first on PATH (pyenv, a virtualenv): use whichever has gevent.
+    GEVENT_PY=""
+    for py in python3 /usr/bin/python3; do
+        if "$py" -c 'import gevent' 2>/dev/null; then GEVENT_PY=$(command -v "$py"); break; fi
+    done
+    if [ -n "$GEVENT_PY" ]; then PEERS="$PEERS gevent"; else
+        echo "bench: no gevent for python3 or /usr/bin/python3: skipping its rows (Debian/Ubuntu: apt-get install python3-gevent; elsewhere: pip install gevent)"; fi
     NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null)
     if [ -n "$NGINX" ]; then PEERS="$PEERS nginx"; else
         echo "bench: no nginx: skipping its rows (Debian/Ubuntu: apt-get install nginx-light)"; fi
@@ -1768,7 +1785,24 @@ bench_setup() {
     if command -v wrk >/dev/null; then HAVE_WRK=1; else
         echo "bench: no wrk: skipping the wrk rows (Debian/Ubuntu: apt-get install wrk)"; fi
     echo "bench: raw outputs in $BENCH_DIR"
-    echo "bench: server on CPU ${SERVER_CPU[2]:-any}, client on CPU ${CLIENT_CPU[2]:-any}; $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), Linux $(uname -r)"
+    machine_line >"$BENCH_DIR/machine.txt"
+    echo "bench: $(cat "$BENCH_DIR/machine.txt")"
+}
+
+# machine_line: the machine and every program's version, in one line.
+machine_line() {
+    local versions="gcc $(cc -dumpfullversion 2>/dev/null || cc -dumpversion), $(getconf GNU_LIBC_VERSION 2>/dev/null || echo 'libc ?')"
+    command -v node >/dev/null && versions="$versions; node $(node --version)"
+    [ -n "$NGINX" ] && versions="$versions, nginx $("$NGINX" -v 2>&1 | sed 's/.*nginx\///')"
+    [ -n "$GEVENT_PY" ] && versions="$versions, $("$GEVENT_PY" -c 'import sys, gevent, greenlet
+print("Python %d.%d.%d (%s) with gevent %s (greenlet %s, %s loop: %s)" % (sys.version_info[:3] + (sys.executable,
+      gevent.__version__, greenlet.__version__, gevent.config.loop.__module__.split(".")[1], gevent.get_hub().loop.backend)))')"
+    versions="$versions, ab $(ab -V | sed -n 's/.*Version \([^ ]*\).*/\1/p')"
+    [ -n "$HAVE_WRK" ] && versions="$versions, wrk $(wrk -v 2>&1 | sed -n '1s/^wrk \([^ ]*\).*/\1/p')"
+    printf '%s CPUs (%s), Linux %s, %s; %s; server on CPU %s, client on CPU %s%s\n' "$(nproc)" \
+        "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //')" "$(uname -r)" \
+        "$(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")" "$versions" \
+        "${SERVER_CPU[2]:-any}" "${CLIENT_CPU[2]:-any}" "${BENCH_NETNS:+, in a network namespace of its own}"
 }
 
 free_port() {
@@ -1777,23 +1811,94 @@ free_port() {
 
 answers() { [ "$(curl -s --max-time 2 "$1")" = "Hello, World!" ]; }
 
-# start_peer NAME [BACKLOG]: starts a server, pinned; sets PID and URL.
+# start_peer NAME [BACKLOG]: starts a server, pinned, listening with the
+# given backlog (128 by default, for every server alike); sets PID and URL.
 start_peer() {
     local port backlog=${2:-128}
     case $1 in
     epoll | select)
         start_server "${SERVER_CPU[@]}" ./tinyhttpd-"$1" -b "$backlog" || return 1
         return 0 ;;
-    node)
+    node-2009)                # the 2009 hello world: no Content-Length, so it closes
         port=$(free_port)
-        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain'});s.end('Hello, World!\n')}).listen($port,'127.0.0.1')" \
+        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain'});s.end('Hello, World!\n')}).listen($port,'127.0.0.1',$backlog)" \
             >"$BENCH_DIR/node.log" 2>&1 &
+        PID=$! ;;
+    node)                     # with Content-Length, so it keeps HTTP/1.0 connections too
+        port=$(free_port)
+        "${SERVER_CPU[@]}" node -e "require('http').createServer((q,s)=>{s.writeHead(200,{'Content-Type':'text/plain','Content-Length':14});s.end('Hello, World!\n')}).listen($port,'127.0.0.1',$backlog)" \
+            >"$BENCH_DIR/node.log" 2>&1 &
+        PID=$! ;;
+    gevent)
+        port=$(free_port)
+        cat >"$BENCH_DIR/gevent_hello.py" <<'PY'
+# The 2009 server's design in today's Python: gevent's StreamServer runs
+# one greenlet per connection over libev's epoll loop.  It reads until the
+# blank line, skips the headers but Connection and a body's, and answers
+# Hello, World with tinyhttpd's keep-alive rules (RFC 9112, section 9.3).
+import re, sys, time
+from email.utils import formatdate
+from gevent import socket
+from gevent.server import StreamServer
+
+port, backlog = int(sys.argv[1]), int(sys.argv[2])
+blank_line = re.compile(rb'\n\r?\n')        # lines end in CRLF or LF (RFC 9112, 2.2)
+date = [0, '']
+
+
+def reply(connection):
+    now = int(time.time())
+    if now != date[0]:                      # the Date, formatted once a second
+        date[:] = now, formatdate(now, usegmt=True)
+    return ('HTTP/1.1 200 OK\r\nServer: gevent\r\nDate: %s\r\nContent-Type: text/plain\r\n'
+            'Content-Length: 14\r\n%s\r\nHello, World!\n' % (date[1], connection)).encode()
+
+
+def serve(conn, address):
+    data = b''
+    while True:
+        blank = blank_line.search(data)
+        if not blank:
+            more = conn.recv(8192)
+            if not more:
+                break
+            data += more
+            continue
+        head, data = data[:blank.start()].lower().split(b'\n'), data[blank.end():]
+        http10 = head[0].rstrip().endswith(b'http/1.0')
+        options, body = set(), False
+        for line in head[1:]:
+            name, _, value = line.partition(b':')
+            if name == b'connection':
+                options |= {option.strip() for option in value.split(b',')}
+            elif name == b'transfer-encoding' or name == b'content-length' and value.strip() != b'0':
+                body = True                 # never read: close after the reply
+        keep_alive = not body and b'close' not in options and (not http10 or b'keep-alive' in options)
+        conn.sendall(reply('' if keep_alive and not http10 else
+                           'Connection: keep-alive\r\n' if keep_alive else 'Connection: close\r\n'))
+        if not keep_alive:
+            break
+    conn.close()
+
+
+listener = socket.socket()
+listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)   # accepted sockets inherit it
+listener.bind(('127.0.0.1', port))
+listener.listen(backlog)
+StreamServer(listener, serve).serve_forever()
+PY
+        "${SERVER_CPU[@]}" "$GEVENT_PY" "$BENCH_DIR/gevent_hello.py" "$port" "$backlog" \
+            >"$BENCH_DIR/gevent.log" 2>&1 &
         PID=$! ;;
     nginx)
         port=$(free_port)
         mkdir -p "$BENCH_DIR/nginx"
+        # "user": nginx started by root (also the root of the bench's user
+        # namespace) hands its directories to nobody, unless told to stay.
         cat >"$BENCH_DIR/nginx/nginx.conf" <<EOF
 daemon off;
+user $(id -un) $(id -gn);
 master_process off;
 worker_processes 1;
 pid $BENCH_DIR/nginx/nginx.pid;
@@ -1826,20 +1931,34 @@ cpu_us() {     # utime+stime of PID, in microseconds
     awk -v hz="$(getconf CLK_TCK)" '{ sub(/.*\) /, ""); split($0, f, " "); printf "%d\n", (f[12] + f[13]) * 1000000 / hz }' "/proc/$1/stat"
 }
 
-listen_overflows() {
-    awk '/^TcpExt:/ { if (!n) { for (i = 1; i <= NF; i++) col[$i] = i; n = 1 } else print $col["ListenOverflows"] }' /proc/net/netstat
+# tcp_counters: the kernel's TCP counters, "Name value" a line, named as
+# nstat(8) names them (TcpExtListenOverflows); from /proc/net/snmp and
+# /proc/net/netstat, which count for the whole network namespace.
+tcp_counters() {
+    awk '$1 == "Tcp:" || $1 == "TcpExt:" {
+             group = substr($1, 1, length($1) - 1)
+             if (!header[FILENAME, group]++) { for (i = 2; i <= NF; i++) name[i] = group $i; next }
+             for (i = 2; i <= NF; i++) print name[i], $i
+         }' /proc/net/snmp /proc/net/netstat
 }
 
 # measure TABLE SERVER RUN CLIENT ARGS...: runs ab or wrk against URL, and
-# appends one line of figures to $BENCH_DIR/results.
+# appends one line of figures to $BENCH_DIR/results.  Beside the client's
+# output it keeps the TCP counters that changed during the run (.tcp) and,
+# for the backlog runs, ab's time for each request (-g, .tsv).
 measure() {
-    local table=$1 server=$2 run=$3 tool=$4 raw cpu0 cpu1 ovf0 ovf1 times
+    local table=$1 server=$2 run=$3 tool=$4 raw cpu0 cpu1
     shift 4
     raw="$BENCH_DIR/$table.$server.$run.txt"
-    cpu0=$(cpu_us "$PID") ovf0=$(listen_overflows)
+    case $table in backlog*) set -- -g "$raw.tsv" "$@" ;; esac
+    tcp_counters >"$raw.tcp0"
+    cpu0=$(cpu_us "$PID")
     { TIMEFORMAT='%3U %3S %3R'; time "${CLIENT_CPU[@]}" "$tool" "$@" "$URL" >"$raw" 2>&1; } 2>"$raw.time"
-    cpu1=$(cpu_us "$PID") ovf1=$(listen_overflows)
-    echo "$table $server $run $tool $((cpu1 - cpu0)) $((ovf1 - ovf0)) $(cat "$raw.time") $raw" >>"$BENCH_DIR/results"
+    cpu1=$(cpu_us "$PID")
+    tcp_counters | awk 'NR == FNR { before[$1] = $2; next } $2 != before[$1] { print $1, $2 - before[$1] }' \
+        "$raw.tcp0" - >"$raw.tcp"
+    rm -f "$raw.tcp0"
+    echo "$table $server $run $tool $((cpu1 - cpu0)) $(cat "$raw.time") $raw" >>"$BENCH_DIR/results"
     python3 "$TMP/report.py" progress "$BENCH_DIR/results"
 }
 
@@ -1864,22 +1983,36 @@ PY
 }
 
 bench() {
-    local quick=$1 runs=3 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 run s b n
+    local quick=$1 runs=3 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 limit=20
+    local run s b n verdict text
     if [ "$quick" = --quick ]; then
-        runs=1 n2009=2000 nka=5000 secs=1 nb1=2000 nb2=1000 cb2=200 csecs=1
+        runs=1 n2009=2000 nka=5000 secs=1 nb1=2000 nb2=1000 cb2=200 csecs=1 limit=10
     elif [ -n "$quick" ]; then
         usage
     fi
+    # In a network namespace of its own, when the system lets any user
+    # make one (unshare -rn), the TCP counters of the backlog table count
+    # the bench's connections alone, not every program's on the machine.
+    if [ -z "${BENCH_NETNS:-}" ] && command -v unshare >/dev/null && command -v ip >/dev/null &&
+            unshare -rn ip link set lo up 2>/dev/null; then
+        BENCH_NETNS=1 unshare -rn sh -c 'ip link set lo up && exec "$0" "$@"' ./test.sh --bench $quick
+        exit
+    fi
+    [ -n "${BENCH_NETNS:-}" ] && echo "bench: in a network namespace of its own (unshare -rn)" ||
+        echo "bench: no network namespace of its own (unshare -rn failed): the TCP counters are the machine's"
     bench_setup
     cat >"$TMP/report.py" <<'PY'
 # The bench's reporter: python3 report.py progress RESULTS
-#                       python3 report.py tables RESULTS "PEERS" RUNS
-# RESULTS has one line per run: table server run tool cpu_us overflows
-# user sys real rawfile.
-import re, statistics, sys
+#                       python3 report.py tables RESULTS "PEERS" RUNS N2009 NKA SECS NB1 NB2 CB2 LIMIT
+#                       python3 report.py check RESULTS "PEERS"
+# RESULTS has one line per run: table server run tool cpu_us user sys real
+# rawfile.  Beside each rawfile: .tcp, the TCP counters that changed during
+# the run; .tsv, ab's time for each request (backlog runs only).
+import os, re, statistics, sys
 
-NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'nginx': 'nginx',
-         'b5': 'backlog 5', 'b128': 'backlog 128'}
+NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'gevent': 'gevent',
+         'nginx': 'nginx', 'b5': 'backlog 5', 'b128': 'backlog 128'}
+CLIENT_LIMIT = 95           # client CPU %: at or above it, the client was the limit
 
 
 def seconds(text):
@@ -1917,24 +2050,50 @@ def parse_wrk(raw):
     }
 
 
+def per_request(path):
+    """From ab -g: connections whose connect took 1 s or more (a SYN was sent
+    again), and requests that took 200 ms or more once connected (the
+    request was sent again: 200 ms is Linux's least retransmission timeout)."""
+    if not os.path.exists(path):
+        return {}
+    slow_connects = slow_requests = 0
+    with open(path) as f:
+        next(f)
+        for line in f:
+            ctime, dtime = (int(x) for x in line.split('\t')[2:4])
+            slow_connects += ctime >= 1000
+            slow_requests += dtime >= 200
+    return {'slow_connects': slow_connects, 'slow_requests': slow_requests}
+
+
+def counters(path):
+    if not os.path.exists(path):
+        return {}
+    return {name: int(value) for name, value in (line.split() for line in open(path))}
+
+
 def load(path):
     rows = []
     for line in open(path):
-        table, server, run, tool, cpu_us, overflows, user, system, real, raw = line.split()
+        table, server, run, tool, cpu_us, user, system, real, raw = line.split()
         text = open(raw, errors='replace').read()
         try:
             row = parse_ab(text) if tool == 'ab' else parse_wrk(text)
         except (AttributeError, ValueError):
             row = {'requests': 0, 'rps': 0, 'failed': -1}
-        row.update(table=table, server=server, run=int(run), tool=tool, overflows=int(overflows),
-                   client_cpu=100 * (float(user) + float(system)) / max(float(real), 1e-9))
+        row.update(table=table, server=server, run=int(run), tool=tool, tcp=counters(raw + '.tcp'),
+                   client_cpu=100 * (float(user) + float(system)) / max(float(real), 1e-9), **per_request(raw + '.tsv'))
         row['cpu_per_request'] = int(cpu_us) / row['requests'] if row['requests'] else float('nan')
         rows.append(row)
     return rows
 
 
+def runs_of(rows, table, server):
+    return [r for r in rows if r['table'] == table and r['server'] == server]
+
+
 def median(rows, table, server, key, worst=False):
-    values = [r[key] for r in rows if r['table'] == table and r['server'] == server and key in r]
+    values = [r[key] for r in runs_of(rows, table, server) if key in r]
     if not values:
         return None
     return max(values) if worst else statistics.median(values)
@@ -1946,18 +2105,34 @@ def fmt(value, digits=0):
     return '{:,.{}f}'.format(value, digits)
 
 
-def table(rows, name, servers, columns, node_ratio=True):
+def node_ratio(rows, table, server):
+    """req/s over node's req/s in the same run, then the median over runs."""
+    node = {r['run']: r['rps'] for r in runs_of(rows, table, 'node') if r['rps']}
+    ratios = [r['rps'] / node[r['run']] for r in runs_of(rows, table, server) if r['run'] in node]
+    return '%.2fx' % statistics.median(ratios) if ratios else '-'
+
+
+def client_cell(rows, table, server):
+    """The client's CPU %, marked * where it was the limit (>= 95%)."""
+    runs = runs_of(rows, table, server)
+    limited = sum(r['client_cpu'] >= CLIENT_LIMIT for r in runs)
+    cell = fmt(median(rows, table, server, 'client_cpu'))
+    if limited == len(runs):
+        return cell + ' *'
+    return cell + (' * (%d of %d runs)' % (limited, len(runs)) if limited else '')
+
+
+def table(rows, name, servers, columns, client, with_node=True):
     """Markdown rows: columns are (title, key, digits, worst)."""
-    head = ['server'] + [c[0] for c in columns] + (['vs node'] if node_ratio else [])
+    head = ['server'] + [c[0] for c in columns] + [client] + (['vs node'] if with_node else [])
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    node_rps = median(rows, name, 'node', 'rps')
     for s in servers:
         if median(rows, name, s, 'rps') is None:
             continue
         cells = [NAMES.get(s, s)] + [fmt(median(rows, name, s, key, worst), digits) for _, key, digits, worst in columns]
-        if node_ratio:
-            rps = median(rows, name, s, 'rps')
-            cells.append('%.2fx' % (rps / node_rps) if node_rps else '-')
+        cells.append(client_cell(rows, name, s))
+        if with_node:
+            cells.append(node_ratio(rows, name, s))
         out.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
@@ -1982,54 +2157,139 @@ def chart(rows):
     return '\n'.join(lines)
 
 
-def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2):
+# The four ab runs that the 2009 post published (ab -n 100000 -c 50).
+NODE_2009 = (3955.33, 3973.78)
+STACKLESS_2009 = ((5, 6948.27, 9220), (100, 7689.76, 23))
+
+
+def then_and_now(rows, servers):
+    node_mean = statistics.mean(NODE_2009)
+    out = ['| | server | req/s | longest ms | vs node |', '|---|---|---|---|---|',
+           '| 2009 | Node.js 0.1, hello world | 3,955 and 3,974 | 95 and 127 | 1.00x |']
+    for backlog, rps, longest in STACKLESS_2009:
+        out.append('| 2009 | Stackless Python coroutine server, backlog %d | %s | %s | %.2fx |' % (
+            backlog, fmt(rps), fmt(longest), rps / node_mean))
+    today = [('node', 'node, the same hello world'), ('gevent', 'gevent, the same design as the 2009 server'),
+             ('epoll', 'tinyhttpd-epoll'), ('select', 'tinyhttpd-select'), ('nginx', 'nginx')]
+    for s, label in today:
+        if s in servers and median(rows, '2009', s, 'rps') is not None:
+            out.append('| today | %s | %s | %s | %s |' % (label, fmt(median(rows, '2009', s, 'rps')),
+                                                        fmt(median(rows, '2009', s, 'longest_ms')),
+                                                        node_ratio(rows, '2009', s)))
+    return '\n'.join(out)
+
+
+def backlog_table(rows):
+    head = ['backlog', 'workload', 'run', 'completed', 'req/s', 'longest ms', 'max connect ms', 'failed',
+            'connects >= 1 s', 'requests >= 200 ms once connected', 'ListenOverflows', 'ListenDrops',
+            'SYN cookies sent', 'SYN and SYN-ACK retransmits', 'other retransmits']
+    out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    tables = sorted({r['table'] for r in rows if r['table'].startswith('backlog')}, key=lambda t: int(t.split('-c')[1]))
+    for t in tables:
+        for b in ('b5', 'b128'):
+            for r in sorted(runs_of(rows, t, b), key=lambda r: r['run']):
+                tcp = r['tcp']
+                syn = tcp.get('TcpExtTCPSynRetrans', 0)
+                out.append('| ' + ' | '.join([
+                    NAMES[b].split()[1], 'ab -c %s' % t.split('-c')[1], str(r['run']), fmt(r['requests']),
+                    fmt(r['rps']), fmt(r['longest_ms']), fmt(r['connect_max_ms']), fmt(r['failed']),
+                    fmt(r.get('slow_connects')), fmt(r.get('slow_requests')),
+                    fmt(tcp.get('TcpExtListenOverflows', 0)), fmt(tcp.get('TcpExtListenDrops', 0)),
+                    fmt(tcp.get('TcpExtSyncookiesSent', 0)), fmt(syn),
+                    fmt(tcp.get('TcpRetransSegs', 0) - syn)]) + ' |')
+    return '\n'.join(out)
+
+
+def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
     rows = load(path)
     servers = peers.split()
     m = 'median of %s run%s' % (runs, '' if runs == '1' else 's')
     cpu = ('server CPU us/req', 'cpu_per_request', 1, False)
+    machine = os.path.join(os.path.dirname(path), 'machine.txt')
+    if os.path.exists(machine):
+        print('Machine: %s.\n' % open(machine).read().strip())
     print('### The 2009 workload: ab -n %s -c 50, a new connection per request (%s)\n' % (n2009, m))
     print(table(rows, '2009', servers, [('req/s', 'rps', 0, False), ('mean ms', 'mean_ms', 2, False),
                                         ('longest ms', 'longest_ms', 0, False), ('max connect ms', 'connect_max_ms', 0, False),
                                         ('failed (worst)', 'failed', 0, True), ('length failures (worst)', 'length_failures', 0, True),
-                                        cpu, ('ab CPU %', 'client_cpu', 0, False)]))
-    print('\nIn 2009 (the post): Node.js 3,955 and 3,974 req/s, longest request 95-127 ms; the coroutine server'
-          '\n6,948 req/s with a backlog of 5 (longest request 9,220 ms, which the post rounds to 9,200) and 7,690'
-          '\nreq/s with a backlog of 100 (longest 23 ms): "1.925x faster on average".  Where ab CPU is near 100%,'
-          '\nab itself was the limit, not the server: compare server CPU per request instead.\n')
+                                        cpu], 'ab CPU %'))
+    print('\nnode runs the 2009 hello world as it is written today (no Content-Length, so it closes every'
+          '\nconnection); gevent is the 2009 server\'s design in today\'s Python (one greenlet per connection'
+          '\nover an epoll loop, the headers skipped), with a Content-Length.  Every server listens with a'
+          '\nbacklog of 128.  vs node: req/s over node\'s in the same run, then the median over runs.'
+          '\n* The client was the limit: ab used %d%% of its CPU or more (in every run, unless a count says'
+          '\nin how many); compare server CPU per request instead.\n' % CLIENT_LIMIT)
+    print('### Then and now: the 2009 workload\n')
+    print(then_and_now(rows, servers))
+    print('\n2009: the four ab runs the post published; "vs node" is against the mean of its two node runs,'
+          '\nso 1.75x and 1.94x, 1.85x on average; the post\'s "by a factor of 1.925 on average" cannot'
+          '\nbe derived from them.  Its server sent no Content-Length and a body of varying length, so ab'
+          '\ncounted 9,173 and 10,221 "length failures".  The 9,220 ms request of the backlog-5 run is a'
+          '\nconnect of 8,999 ms (3 s and 6 s of SYN retransmission) plus the request itself.\n')
     print('### Keep-alive: ab -k -n %s -c 50 (%s)\n' % (nka, m))
     print(table(rows, 'ab-k', servers, [('req/s', 'rps', 0, False), ('mean ms', 'mean_ms', 3, False),
                                         ('longest ms', 'longest_ms', 0, False), ('failed (worst)', 'failed', 0, True),
-                                        ('keep-alive requests', 'keep_alive', 0, False), cpu, ('ab CPU %', 'client_cpu', 0, False)]))
-    print('\nab sends HTTP/1.0 with "Connection: Keep-Alive"; node answers it with "Connection: close", so it'
-          '\nserves no request kept alive and its row measures a new connection per request.\n')
+                                        ('keep-alive requests', 'keep_alive', 0, False), cpu], 'ab CPU %'))
+    print('\nab sends HTTP/1.0 with "Connection: Keep-Alive".  node runs here with a Content-Length, so it'
+          '\nkeeps those connections alive as the others do ("keep-alive requests"), and every server'
+          '\nlistens with a backlog of 128.  * as above.\n')
     if any(r['tool'] == 'wrk' for r in rows):
         print('### Keep-alive: wrk -t1 -c50 -d%ss (%s)\n' % (secs, m))
         wrk_columns = [('req/s', 'rps', 0, False), ('mean latency ms', 'mean_ms', 3, False),
-                       ('max latency ms', 'longest_ms', 1, False), ('errors (worst)', 'failed', 0, True), cpu,
-                       ('wrk CPU %', 'client_cpu', 0, False)]
-        print(table(rows, 'wrk-c50', servers, wrk_columns))
+                       ('max latency ms', 'longest_ms', 1, False), ('errors (worst)', 'failed', 0, True), cpu]
+        print(table(rows, 'wrk-c50', servers, wrk_columns, 'wrk CPU %'))
+        print('\nwrk sends HTTP/1.1; node runs with a Content-Length as above.  * as above, for wrk.')
         print('\nAnd with 1000 connections, wrk -t1 -c1000 -d%ss:\n' % secs)
-        print(table(rows, 'wrk-c1000', servers, wrk_columns, node_ratio=False))
+        print(table(rows, 'wrk-c1000', servers, wrk_columns, 'wrk CPU %', with_node=False))
         print()
-    print('### The backlog: tinyhttpd-epoll, ab -s 60 -r (%s)\n' % m)
-    head = '| backlog | workload | req/s | longest ms | max connect ms | failed (worst) | ListenOverflows |'
-    out = [head, '|---|---|---|---|---|---|---|']
-    for t in sorted({r['table'] for r in rows if r['table'].startswith('backlog')}, key=lambda t: int(t.split('-c')[1])):
-        for b in ('b5', 'b128'):
-            if median(rows, t, b, 'rps') is None:
-                continue
-            n = next(r['requests'] for r in rows if r['table'] == t and r['server'] == b)
-            out.append('| %s | ab -n %d -c %s | %s | %s | %s | %s | %s |' % (
-                NAMES[b].split()[1], n, t.split('-c')[1], fmt(median(rows, t, b, 'rps')),
-                fmt(median(rows, t, b, 'longest_ms')), fmt(median(rows, t, b, 'connect_max_ms')),
-                fmt(median(rows, t, b, 'failed', True)), fmt(median(rows, t, b, 'overflows'))))
-    print('\n'.join(out))
-    print('\nListenOverflows is the kernel\'s count (/proc/net/netstat) for the whole machine during the run.'
-          '\nA SYN that finds the accept queue full is dropped, and the client sends it again only after its'
-          '\nretransmission timeout, doubling each time: 3 s in 2009 (RFC 2988), so 3 s + 6 s = the 9 s tail'
-          '\nof the post; 1 s today (RFC 6298), so 1, 3, 7 s.  A backlog of 128 keeps the queue from filling.\n')
+    print('### The backlog: tinyhttpd-epoll, ab -r -s 60 -t %s, -n %s at -c 50 and -n %s at -c %s (every run)\n'
+          % (limit, nb1, nb2, cb2))
+    print(backlog_table(rows))
+    print('\nThe counters are the kernel\'s (nstat names, without the Tcp/TcpExt prefix), over the run, for the'
+          '\nwhole network namespace; "connects >= 1 s" and "requests >= 200 ms once connected" count ab\'s'
+          '\nrequests (-g).  ListenOverflows counts each SYN and each final ACK of a handshake that found the'
+          '\naccept queue full, and was dropped; ListenDrops is the same plus any other drop at the listener.'
+          '\nA dropped SYN is sent again 1 s later (RFC 6298), then 2 s and 4 s after that: connects of 1, 3, 7 s.'
+          '\nAfter a dropped final ACK the client believes it is connected and sends its request, which'
+          '\ncompletes the handshake if the queue has room by then; if not, the server sends its SYN-ACK again'
+          '\n(after 1 s) and the client its request (after 200 ms, doubling).  When more handshakes are under'
+          '\nway than the backlog, the kernel answers a SYN with a SYN cookie and keeps no state: only the'
+          '\nclient\'s retransmission then recovers a dropped final ACK.  SYN and SYN-ACK retransmits is'
+          '\nTCPSynRetrans; other retransmits is RetransSegs less that (mostly requests sent again).'
+          '\nab stops after %s s (-t) even if requests are still waiting.\n' % limit)
     print('### select and epoll as connections grow (%s)\n' % m)
     print('```\n' + chart(rows) + '\n```')
+
+
+def check(path, peers):
+    """ok / FAIL / skip lines for test.sh: no failures in the main tables,
+    the gevent rows there, and node's connections kept alive."""
+    rows, servers = load(path), peers.split()
+    have_wrk = any(r['tool'] == 'wrk' for r in rows)
+    for t in ('2009', 'ab-k') + (('wrk-c50',) if have_wrk else ()):
+        bad = [r for r in rows if r['table'] == t and (not r['requests'] or r['failed'] or r.get('length_failures'))]
+        if bad:
+            print('FAIL %s: %s run %d: %d requests, %d failed, %d length failures' % (
+                t, NAMES[bad[0]['server']], bad[0]['run'], bad[0]['requests'], bad[0]['failed'],
+                bad[0].get('length_failures') or 0))
+        else:
+            print('ok %s: every row 0 failed, 0 length failures (%s)' % (
+                t, ', '.join(NAMES[s] for s in servers if runs_of(rows, t, s))))
+    if 'gevent' not in servers:
+        print('skip gevent rows: no gevent (Debian/Ubuntu: apt-get install python3-gevent)')
+    else:
+        missing = [t for t in ('2009', 'ab-k') + (('wrk-c50',) if have_wrk else ()) if not runs_of(rows, t, 'gevent')]
+        print('FAIL gevent rows missing in %s' % ', '.join(missing) if missing else
+              'ok gevent rows in every table node is in')
+    if 'node' not in servers:
+        print('skip node keep-alive: no node (Debian/Ubuntu: apt-get install nodejs)')
+        return
+    runs = runs_of(rows, 'ab-k', 'node')
+    if runs and all(r['requests'] and r.get('keep_alive') == r['requests'] for r in runs):
+        print('ok node keeps connections alive under ab -k: %s of %s requests' % (
+            fmt(runs[0]['keep_alive']), fmt(runs[0]['requests'])))
+    else:
+        print('FAIL node under ab -k: keep-alive requests %s, want all of them' % [r.get('keep_alive') for r in runs])
 
 
 def progress(path):
@@ -2040,15 +2300,19 @@ def progress(path):
 
 
 if __name__ == '__main__':
-    if sys.argv[1] == 'progress':
-        progress(sys.argv[2])
-    else:
-        tables(*sys.argv[2:])
+    {'progress': progress, 'tables': tables, 'check': check}[sys.argv[1]](*sys.argv[2:])
 PY
     for run in $(seq "$runs"); do
         for s in $PEERS; do
-            start_peer "$s" || { fail "bench: $s did not start"; continue; }
-            measure 2009 "$s" "$run" ab -q -n "$n2009" -c 50 -s 60
+            if [ "$s" = node ]; then    # the 2009 script for the 2009 workload only
+                start_peer node-2009 || { fail "bench: node (2009 script) did not start"; continue; }
+                measure 2009 node "$run" ab -q -n "$n2009" -c 50 -s 60
+                stop_server
+                start_peer node || { fail "bench: node did not start"; continue; }
+            else
+                start_peer "$s" || { fail "bench: $s did not start"; continue; }
+                measure 2009 "$s" "$run" ab -q -n "$n2009" -c 50 -s 60
+            fi
             measure ab-k "$s" "$run" ab -q -k -n "$nka" -c 50 -s 60
             [ -n "$HAVE_WRK" ] && measure wrk-c50 "$s" "$run" wrk -t1 -c50 -d"${secs}s"
             if [ -n "$HAVE_WRK" ] && { [ "$s" = epoll ] || [ "$s" = nginx ]; }; then
@@ -2058,8 +2322,8 @@ PY
         done
         for b in 5 128; do
             start_peer epoll "$b" || continue
-            measure "backlog-c50" "b$b" "$run" ab -q -n "$nb1" -c 50 -s 60 -r
-            measure "backlog-c$cb2" "b$b" "$run" ab -q -n "$nb2" -c "$cb2" -s 60 -r
+            measure "backlog-c50" "b$b" "$run" ab -q -r -s 60 -t "$limit" -n "$nb1" -c 50
+            measure "backlog-c$cb2" "b$b" "$run" ab -q -r -s 60 -t "$limit" -n "$nb2" -c "$cb2"
             stop_server
         done
         for s in epoll select; do
@@ -2077,11 +2341,18 @@ PY
         done
     done
     python3 "$TMP/report.py" tables "$BENCH_DIR/results" "$PEERS" "$runs" "$n2009" "$nka" "$secs" \
-        "$nb1" "$nb2" "$cb2" | tee "$BENCH_DIR/tables.md"
+        "$nb1" "$nb2" "$cb2" "$limit" | tee "$BENCH_DIR/tables.md"
     backend=bench
-    for table in "The 2009 workload" "Keep-alive" "The backlog" "select and epoll"; do
+    for table in "The 2009 workload" "Then and now" "Keep-alive" "The backlog" "select and epoll"; do
         if grep -q "^### $table" "$BENCH_DIR/tables.md"; then ok "table: $table"; else fail "table: $table is missing"; fi
     done
+    while read -r verdict text; do
+        case $verdict in
+        ok) ok "$text" ;;
+        skip) skipped "$text" ;;
+        *) fail "$text" ;;
+        esac
+    done < <(python3 "$TMP/report.py" check "$BENCH_DIR/results" "$PEERS")
     echo "bench: raw outputs and tables.md in $BENCH_DIR"
 }
 
