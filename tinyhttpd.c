@@ -1483,11 +1483,14 @@ serve_connection(int fd)
  * it with EPERM).
  *
  * The backlog (listen(2)) is how many connections the kernel completes
- * and queues for us while we are busy.  When it is full, Linux drops the
- * client's SYN, and the client sends it again only after its
- * retransmission timeout: 3 s in 2009 (RFC 2988), then 6 s more, which is
- * where that benchmark's 9.2 s requests came from with a backlog of 5;
- * 1 s today (RFC 6298).  A backlog of 128 keeps the queue from filling.
+ * and queues for us while we are busy.  When it is full, Linux drops a
+ * new connection's SYN, and the client sends it again only after its
+ * retransmission timeout, which doubles at each try: 3 s in 2009 (RFC
+ * 2988), so 3 s + 6 s, where that benchmark's 9.2 s request came from
+ * with a backlog of 5; 1 s today (RFC 6298).  It also drops the last ACK
+ * of a handshake, which costs little: the client's request completes it.
+ * A backlog of 128 cannot fill while at most 128 clients connect at once;
+ * the README's backlog table shows both cases, counted.
  */
 static struct io listener;             /* coro NULL: served by the loop */
 
