@@ -1393,9 +1393,9 @@ test_fd_setsize() {
 # Built with a stack too small for a request, the server must die by
 # SIGSEGV in the guard below the stack, answering nothing: strace shows
 # the fault (SEGV_ACCERR, the address inside a range the server made
-# PROT_NONE after mapping it).  Stacks grow 2 KiB at a time until one holds
-# a request; smaller ones must have died so, or (the smallest) when the
-# kernel found no room for the signal frame of the trick (SI_KERNEL).
+# PROT_NONE after mapping it).  Stacks grow a page at a time until one
+# holds a request; smaller ones must have died so, or (the smallest) when
+# the kernel found no room for the signal frame of the trick (SI_KERNEL).
 # LD_BIND_NOW=1, so that no lazy symbol binding deepens the stack.
 # Then -v, two connections accepted in one batch, and the stack that
 # overflowed: the first coroutine's trace line is the deep one, and it must
@@ -1436,8 +1436,8 @@ overflow_run() {
 }
 
 stack_overflow() {
-    local size bin status where died="" last_died trace="$TMP/overflow.trace" fd1 fd2
-    for size in 2048 4096 6144 8192 10240 12288 14336 16384; do
+    local size bin status where died="" last_died="" trace="$TMP/overflow.trace"
+    for size in 4096 8192 12288 16384 20480 24576; do
         bin="$TMP/stack-$size-$backend"
         cc -O2 -DSTACK_SIZE=$size -D"USE_$(tr a-z A-Z <<<"$backend")" -o "$bin" tinyhttpd.c || return
         overflow_run "$bin" "$trace" || { fail "stack overflow: -DSTACK_SIZE=$size did not start"; return; }
