@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tinyhttpd's tests.
 #
-#   ./test.sh            the suite, against both builds (about a minute)
+#   ./test.sh            the suite, against both builds (about two minutes)
 #   ./test.sh --long     the suite plus the slow cases (memory, soak)
 #   ./test.sh --check    the suite under UBSan, ASan and valgrind
 #   ./test.sh --bench    the benchmark tables (add --quick for a smoke run)

@@ -102,9 +102,11 @@
 /*
  * Tunables.  STACK_SIZE is the one to understand: a coroutine's whole call
  * chain must fit in it, below its struct coro (section 2), rounded up to
- * whole pages.  Measured by painting the stacks (test.sh's test_stack_depth
- * prints the figures for your machine) on an x86-64 Xeon with AVX-512 and
- * AMX, Linux 6.18, glibc 2.36: the signal frame the kernel leaves at the
+ * whole pages.  Measured by painting the stacks (filling each with a
+ * pattern, then finding how much of it was overwritten: test.sh's
+ * test_stack_depth prints the figures for your machine) on an x86-64 Xeon
+ * with AVX-512 and AMX (wide vector and matrix registers), Linux 6.18,
+ * glibc 2.36: the signal frame the kernel leaves at the
  * top of each stack (the registers it saves to run a signal handler; see
  * section 2 for why it is there) takes 3.3 KiB; serving a request reaches
  * 6.2 KiB below the top, and 7.8 KiB with -v.  Where symbols are bound
@@ -183,8 +185,9 @@ broken(const char *what)
  * ready coroutine at a time; each runs until it yields back to the loop.
  * Nothing runs in parallel, so nothing needs a lock.
  *
- * Each coroutine is one mmap(2) call, its struct on top of its stack (the
- * guard, protected apart, makes it two mappings for the kernel):
+ * Each coroutine is one mmap(2) call, its struct on top of its stack.  The
+ * guard at the bottom is made inaccessible with mprotect(2), which splits
+ * the mapping in two for the kernel:
  *
  *     high  +------------------------+  -
  *           | struct coro            |  |  context, links, id
@@ -281,12 +284,13 @@ coro_make_context(struct coro *c, char *stack, size_t size)
     new_stack.ss_size = size;
     if (sigaltstack(&new_stack, &old_stack) < 0)
         goto restore_action;
-    /* 4. Send SIGUSR1 and unblock it alone: sigsuspend waits for it, and
-     *    the kernel pushes a signal frame (the registers it will restore
-     *    when the handler returns) at the top of the new stack and runs
-     *    coro_trampoline() below it, on the new stack.
+    /* 4. raise() makes SIGUSR1 pending (it is blocked since step 1), and
+     *    sigsuspend unblocks it alone and waits for it: the kernel pushes a
+     *    signal frame (the registers to restore when the handler returns)
+     *    at the top of the new stack, and runs coro_trampoline() below it.
      * 5. coro_trampoline() saves its context, on the new stack, with
-     *    sigsetjmp, and returns; so does sigsuspend, here on ours. */
+     *    sigsetjmp, and returns; then sigsuspend returns too, back here on
+     *    the stack we were called on. */
     coro_being_made = c;
     sigdelset(&blocked, SIGUSR1);
     if (raise(SIGUSR1) == 0) {
@@ -546,8 +550,8 @@ struct io {
 };
 
 /*
- * A new socket has brought no readiness event yet, so it may not be read:
- * the first read waits for the event instead of being told EAGAIN.  (The
+ * A new socket has brought no readiness event yet, so may_read starts
+ * false: the first read waits for the event instead of being told EAGAIN.  (The
  * request comes a moment after the connection: under ab -c 50, 98% of
  * connections had sent nothing yet when accepted.)  It may be written:
  * its send buffer is empty.
@@ -597,9 +601,9 @@ static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
  * and reporting that for every connection would cost an event each.
  * A socket added while already readable (its request came before we
  * added it) is reported at once, so no edge is missed (epoll(7)).
- * Closing a socket removes it from the list, as this program never
- * duplicates a descriptor (epoll(7): only the close of the last one
- * does): loop_forget() does nothing.
+ * Closing a socket removes it from the list, so loop_forget() does
+ * nothing.  (epoll(7): the socket leaves the list when its last descriptor
+ * is closed, and this program never makes a second one.)
  * Linux only: epoll_create1, epoll_ctl, epoll_pwait, and accept4, which
  * makes the socket non-blocking in the same call.  A user may watch at
  * most /proc/sys/fs/epoll/max_user_watches sockets; past that, loop_add()
@@ -814,6 +818,8 @@ clock_ms(void)
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
+/* Both functions below update a link through its address: the neighbour's
+ * pointer if there is a neighbour, else the list's first or last. */
 static void
 loop_clear_deadline(struct io *io)
 {
@@ -978,17 +984,18 @@ static struct {
  * Reads up to size bytes.  Returns the count, 0 at end of input, or -1 on
  * an error or timeout.  May yield.
  *
- * Two things to watch.  A short read means the socket is empty: the next
- * input brings a new readiness event, so until then we wait instead of
- * reading just to be told EAGAIN.  Two exceptions: once the peer has
- * closed, EOF stays readable but brings no new event; and TCP urgent data
- * (a byte sent with MSG_OOB) puts a mark in the input where read stops
- * short though more has arrived (sockatmark(3)).  epoll reports urgent
- * data (EPOLLPRI), and from then on short reads on that socket are not
- * trusted: we read on until EAGAIN.  select needs no such care: it asks
- * again, and the rest is still readable.  And a coroutine that could
- * read at once still yields first, so a client pipelining without pause
- * cannot keep the others from their turn.
+ * First, a coroutine that could read at once still yields first, so a
+ * client pipelining without pause cannot keep the others from their turn.
+ *
+ * Second, a short read means the socket is empty: the next input brings a
+ * new readiness event, so until then we wait instead of reading just to be
+ * told EAGAIN.  That rule has two exceptions.  Once the peer has closed,
+ * EOF stays readable but brings no new event.  And TCP urgent data (a byte
+ * sent with MSG_OOB) puts a mark in the input where read stops short
+ * though more has arrived (sockatmark(3)): epoll reports urgent data
+ * (EPOLLPRI), and from then on short reads on that socket are not trusted;
+ * we read on until EAGAIN.  (select needs no such care: it asks again, and
+ * the rest is still readable.)
  */
 static ssize_t
 conn_read(struct conn *conn, char *buf, size_t size)
@@ -1076,9 +1083,10 @@ conn_read_line(struct conn *conn, char **line, size_t *len)
 
         if (used > conn->head_left)
             return LINE_TOO_MUCH;
-        /* Take what is here when it is a whole line, a full buffer with no
-         * line end (a line to cut), or more of a cut line's tail to drop;
-         * otherwise read on. */
+        /* Take what is here when it is a whole line; or a full buffer with
+         * no line end, the first CONN_BUF_SIZE bytes of a longer line, which
+         * we return cut and then skip the rest of (skipping_line); or more
+         * of such a rest, which we drop.  Otherwise read on. */
         if (newline || conn->skipping_line || avail == sizeof conn->buf) {
             bool dropping_tail = conn->skipping_line;
 
@@ -1092,7 +1100,7 @@ conn_read_line(struct conn *conn, char **line, size_t *len)
             if (!dropping_tail)
                 return newline ? LINE_WHOLE : LINE_CUT;
             if (newline)
-                continue;               /* the tail is gone: the next line */
+                continue;               /* the rest is gone: the next line */
         }
         if (conn_fill(conn) <= 0)
             return LINE_GONE;
@@ -1653,7 +1661,8 @@ on_stop_signal(int signo)
  * blocked except inside the backend's wait (epoll_pwait, pselect), which
  * unblocks them atomically, so one cannot slip in between the check of
  * stop_requested and the wait, and the handler never runs on a
- * coroutine's stack.  Fills *wait_mask with the mask for that wait.
+ * coroutine's stack: no stack needs room for a signal frame on top of its
+ * deepest call.  Fills *wait_mask with the mask for that wait.
  * A busy loop may never sleep in that wait: stop_signal_pending() is for
  * that case.
  */
