@@ -1739,8 +1739,8 @@ run_suite() {
 # the server block is stopped as Ctrl-C would stop it.  Every line shown
 # must be printed, in order (numbers, addresses and dates aside), and the
 # sentence under the block, which says what to look for, is checked by the
-# experiment's predicate in try.py.  An experiment without a predicate
-# fails too.  KEEP_TRY=DIR keeps each run's files there, to refresh the
+# experiment's predicate in try.py.  An experiment without a predicate,
+# or a predicate without its experiment, fails too.  KEEP_TRY=DIR keeps each run's files there, to refresh the
 # README's samples from.
 write_try() {
 cat >"$TMP/try.py" <<'PYTHON'
@@ -1902,6 +1902,9 @@ def check(d):
 
 if sys.argv[1] == 'split':
     split(*sys.argv[2:])
+elif sys.argv[1] == 'unused':
+    titles = experiments(sys.argv[2])
+    print(' '.join(repr(key) for key, _ in PREDICATES if not any(key in title for title in titles)))
 else:
     problem = check(sys.argv[2])
     if problem:
@@ -1958,6 +1961,8 @@ test_try_it() {
             ok "README, $title$([ "$tries" -gt 1 ] && echo " (on try $tries of 3: it comes at a rate)")"
         fi
     done
+    why=$(python3 "$TMP/try.py" unused README.md)
+    [ -z "$why" ] || fail "README: no experiment for the predicates $why"
 }
 
 # --- make bench: the 2009 table, keep-alive, the backlog, select vs epoll. ---
