@@ -866,9 +866,11 @@ def test_fair_turns(port, n):
                 pass
         while readable:         # take every reply there is: never push back
             try:
-                received += len(greedy.sock.recv(1 << 20))
+                data = greedy.sock.recv(1 << 20)
             except BlockingIOError:
                 break
+            expect(data, 'the server closed the pipelining connection after %d bytes' % received)
+            received += len(data)
         if time.monotonic() >= next_probe:
             t = time.monotonic()
             probe = Conn(port, timeout=5.0)
