@@ -918,6 +918,59 @@ def test_fair_turns(port, n):
     print('%.1f MB of pipelined replies; %d new clients meanwhile, the slowest served in %.1f ms'
           % (received / 1e6, probes, worst * 1000))
 
+def http_date_seconds(headers):
+    date = headers.get('date', '')
+    try:
+        return calendar.timegm(time.strptime(date, '%a, %d %b %Y %H:%M:%S GMT'))
+    except ValueError:
+        raise AssertionError('Date %r is not an HTTP date' % date)
+
+
+def test_clock_wrap(port, wrap_ms):
+    """Run with -t 1 under fakeclock.so, whose clocks pass wrap_ms (where a
+    signed 32-bit count of milliseconds overflows) a few seconds after the
+    server started.  Every 0.25 s a new keep-alive connection must get a
+    reply dated then, and be closed about 1 s later, until the server's
+    Date has passed the wrap by 2 s: the deadlines of some straddle it."""
+    wrap_s = int(wrap_ms) // 1000
+    open_conns, closes, served, last_date = {}, [], 0, 0
+    end = time.monotonic() + 20
+    next_conn = time.monotonic()
+    while (last_date <= wrap_s + 2 or open_conns) and time.monotonic() < end:
+        now = time.monotonic()
+        if last_date <= wrap_s + 2 and now >= next_conn:
+            c = Conn(port)
+            c.send(GET)
+            try:
+                headers = expect_hello(c.reply(), 'request %d' % (served + 1))
+            except (EOFError, ConnectionResetError) as e:
+                raise AssertionError('request %d, the one before dated %s s from the wrap: closed '
+                                     'without a reply (%s)' % (served + 1, '%+d' % (last_date - wrap_s)
+                                                               if last_date else 'no', e))
+            last_date = http_date_seconds(headers)
+            expect(abs(last_date - wrap_s) < 30, 'Date %r, want about %s' % (
+                headers['date'], time.strftime('%a, %d %b %Y %H:%M:%S GMT', time.gmtime(wrap_s))))
+            open_conns[c.sock] = (c, time.monotonic(), last_date)
+            served += 1
+            next_conn = now + 0.25
+        readable, _, _ = select.select(list(open_conns), [], [], 0.02)
+        for sock in readable:
+            c, since, date = open_conns.pop(sock)
+            idle = time.monotonic() - since
+            expect(c.closed(timeout=0.1), 'the server sent more on an idle connection')
+            expect(0.8 < idle < 2.0, 'the connection answered at %s (server time, wrap at %d) '
+                   'closed after %.2f s idle, want about 1' % (date, wrap_s, idle))
+            closes.append(idle)
+            c.close()
+        for sock, (c, since, date) in open_conns.items():
+            expect(time.monotonic() - since < 2.0, 'the connection answered at %d (server time, '
+                   'wrap at %d) still open after 2 s idle, want closed after 1' % (date, wrap_s))
+    expect(last_date > wrap_s + 2, 'the server\'s Date did not pass the wrap within 20 s')
+    print('%d connections across the wrap of a 32-bit millisecond count, dated %s, each closed '
+          'after %.2f to %.2f s idle' % (served, time.strftime('%d %b %Y', time.gmtime(wrap_s)),
+                                         min(closes), max(closes)))
+
+
 if __name__ == '__main__':
     test, port = sys.argv[1], int(sys.argv[2])
     try:
@@ -929,6 +982,110 @@ if __name__ == '__main__':
         print('%s: %s' % (type(e).__name__, e))
         sys.exit(1)
 PYTHON
+}
+
+# fakeclock.c, preloaded into the server by test_clock_wrap: it runs the
+# realtime and monotonic clocks ahead, so that both pass a point where a
+# signed 32-bit count of milliseconds overflows FAKECLOCK_LEAD_MS after
+# the server starts: 2^31 ms of uptime (24.9 days), and 1001 * 2^31 ms
+# since 1970, which is 12 Feb 2038, after a 32-bit time_t has overflowed
+# (19 Jan 2038).  32-bit glibc has two of each call: clock_gettime and
+# time with a 32-bit time_t, and __clock_gettime64 and __time64, which a
+# build with _TIME_BITS 64 calls instead.  Both are here, so a build
+# without _TIME_BITS 64 sees what it would see in 2038.
+write_fake_clock() {
+cat >"$TMP/fakeclock.c" <<'C'
+#define _GNU_SOURCE
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#define WRAP_REALTIME_MS (INT64_C(1001) << 31)
+#define WRAP_MONOTONIC_MS (INT64_C(1) << 31)
+
+static int64_t realtime_ahead_ms, monotonic_ahead_ms;
+
+static int64_t
+kernel_clock_ns(clockid_t id)
+{
+    struct { int64_t sec, nsec; } t;   /* the kernel's 64-bit timespec */
+#ifdef SYS_clock_gettime64
+    syscall(SYS_clock_gettime64, id, &t);
+#else
+    syscall(SYS_clock_gettime, id, &t);
+#endif
+    return t.sec * 1000000000 + t.nsec;
+}
+
+__attribute__((constructor)) static void
+start_ahead(void)
+{
+    const char *lead = getenv("FAKECLOCK_LEAD_MS");
+    int64_t lead_ms = lead ? atoll(lead) : 3000;
+
+    realtime_ahead_ms = WRAP_REALTIME_MS - lead_ms - kernel_clock_ns(CLOCK_REALTIME) / 1000000;
+    monotonic_ahead_ms = WRAP_MONOTONIC_MS - lead_ms - kernel_clock_ns(CLOCK_MONOTONIC) / 1000000;
+}
+
+static int64_t
+fake_clock_ns(clockid_t id)
+{
+    int64_t ns = kernel_clock_ns(id);
+
+    if (id == CLOCK_REALTIME)
+        return ns + realtime_ahead_ms * 1000000;
+    if (id == CLOCK_MONOTONIC)
+        return ns + monotonic_ahead_ms * 1000000;
+    return ns;
+}
+
+int
+clock_gettime(clockid_t id, struct timespec *ts)
+{
+    int64_t ns = fake_clock_ns(id);
+
+    ts->tv_sec = (time_t)(ns / 1000000000);    /* wraps if time_t is 32 bits */
+    ts->tv_nsec = (long)(ns % 1000000000);
+    return 0;
+}
+
+time_t
+time(time_t *t)
+{
+    time_t now = (time_t)(fake_clock_ns(CLOCK_REALTIME) / 1000000000);
+
+    if (t)
+        *t = now;
+    return now;
+}
+
+#ifdef SYS_clock_gettime64
+struct timespec64 { int64_t tv_sec; int32_t tv_nsec, padding; };   /* little-endian */
+
+int
+__clock_gettime64(clockid_t id, struct timespec64 *ts)
+{
+    int64_t ns = fake_clock_ns(id);
+
+    ts->tv_sec = ns / 1000000000;
+    ts->tv_nsec = (int32_t)(ns % 1000000000);
+    ts->padding = 0;
+    return 0;
+}
+
+int64_t
+__time64(int64_t *t)
+{
+    int64_t now = fake_clock_ns(CLOCK_REALTIME) / 1000000000;
+
+    if (t)
+        *t = now;
+    return now;
+}
+#endif
+C
 }
 
 # --- The tests: one function per behaviour, run against each build. ---
@@ -1200,6 +1357,34 @@ test_bad_input() {
     check "fuzz, seed 1" -- -t 2 -- fuzz 1 "$FUZZ_COUNT"
 }
 
+# The server under fakeclock.so (above), with -t 1: replies carry a Date
+# in February 2038, and idle connections are closed after 1 s also when
+# their deadline straddles the overflow of a 32-bit count of milliseconds.
+test_clock_wrap() {
+    local shim="$TMP/fakeclock-${FLAVOR:-native}.so" wrapped=() why status
+    [ -n "$QEMU" ] || native_only "clock wrap" || return
+    if [ ! -e "$shim" ] && ! "$TEST_CC" -O2 -shared -fPIC -o "$shim" "$TMP/fakeclock.c" 2>"$TMP/shim.err"; then
+        fail "clock wrap: building fakeclock.so: $(head -3 "$TMP/shim.err")"
+        return
+    fi
+    if [ -n "$QEMU" ]; then
+        wrapped=("${RUN[@]}" -E LD_PRELOAD="$shim" -E FAKECLOCK_LEAD_MS=3000)
+    else
+        wrapped=(env LD_PRELOAD="$shim" FAKECLOCK_LEAD_MS=3000)
+    fi
+    start_server "${wrapped[@]}" "$BIN" -t 1 || { fail "clock wrap: server did not start: $(head -c 300 "$OUT.err")"; return; }
+    why=$(client clock_wrap $((1001 << 31)) 2>&1)
+    status=$?
+    stop_server
+    if [ $status -ne 0 ]; then
+        fail "clock wrap: $why"
+    elif [ "$STATUS" -ne 0 ]; then
+        fail "clock wrap: server exit status $STATUS after SIGTERM, want 0"
+    else
+        ok "clock wrap: $why"
+    fi
+}
+
 test_rude_clients() {
     check "deadline -t 1: silent client, slowloris, idle keep-alive" -- -t 1 -- deadlines
     check "rude clients: resets, gone before the reply (EPIPE), half-close" rude
@@ -1450,6 +1635,7 @@ run_suite() {
     test_readme
     test_bad_input
     test_rude_clients
+    test_clock_wrap
     test_backpressure
     test_out_of_fds
     test_fd_setsize
@@ -1934,6 +2120,7 @@ main() {
     [ "$(uname -s)" = Linux ] || { echo "test.sh: needs Linux (it reads /proc)" >&2; exit 2; }
     make -s all >/dev/null || exit 1
     write_client
+    write_fake_clock
     case "${1:-}" in
     "") suite_on . ;;
     --long) LONG=1 FUZZ_COUNT=20000 suite_on . ;;
