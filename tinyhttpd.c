@@ -18,7 +18,8 @@
  * The sections, in the order they appear:
  *   1. Setup: feature macros, includes, tunables, the -v trace, die()
  *   2. Coroutines: stacks, the signal-stack trick, switching, the pool
- *   3. Event loop: deadlines, waiting, and the select or epoll backend
+ *   3. Event loop: what it knows of a socket, the select or epoll
+ *      backend, deadlines, waiting, one turn of the loop
  *   4. The connection: read a request head, answer it, keep alive, close
  *   5. Listener, signals, totals
  *   6. main and the command line
@@ -30,8 +31,9 @@
  * Everything that depends on the platform is settled in this section, so
  * that the code below reads the same everywhere.
  *
- * Fortify goes first.  With -D_FORTIFY_SOURCE (on by default in Ubuntu's
- * gcc and in Fedora's package builds) glibc replaces longjmp, _longjmp and
+ * Fortify goes first.  With -D_FORTIFY_SOURCE=2 or 3 (on by default in
+ * Ubuntu's gcc, at level 3 since 24.04, and in Fedora's package builds)
+ * glibc replaces longjmp, _longjmp and
  * siglongjmp with __longjmp_chk, which aborts ("longjmp causes
  * uninitialized stack frame") whenever a jump lands at a lower stack
  * address than it starts from, unless it starts on the signal stack.  On
@@ -99,32 +101,54 @@
 
 /*
  * Tunables.  STACK_SIZE is the one to understand: a coroutine's whole call
- * chain must fit in it.  Measured on an x86-64 Xeon (AVX-512, AMX), where
- * the signal frame the kernel leaves at the top of each stack (section 2)
- * spans 6.4 KiB: serving a request reaches 8 to 12 KiB below the top, and
- * 16 to 20 KiB with -v, since fprintf is hungry for stack.  64 KiB leaves
- * room for CPUs with a larger signal frame, and costs only address space:
- * the kernel backs a stack with memory page by page, as it is first
- * written, and most of the signal frame's span is never written.  An idle
- * keep-alive connection has written two pages (8 KiB, measured with
- * 10,000 of them).
+ * chain must fit in it.  Measured by painting the stacks (test.sh's
+ * test_stack_depth prints the figures for your machine) on an x86-64 Xeon
+ * with AVX-512 and AMX, Linux 6.18, glibc 2.36: the signal frame the
+ * kernel leaves at the top of each stack (section 2) takes 3.3 KiB, as it
+ * holds the CPU's vector registers; serving a request reaches 6.2 KiB
+ * below the top, and 7.8 KiB with -v.  Where symbols are bound lazily, the
+ * first call of each library function also runs the dynamic linker's
+ * resolver on the stack, which saves the vector registers: 9.0 KiB.  64
+ * KiB leaves room for CPUs with more registers, and costs only address
+ * space: the kernel backs a stack with memory page by page, as it is first
+ * written.  An idle keep-alive connection has written two pages (8 KiB,
+ * measured with 10,000 of them).
+ *
+ * GUARD_SIZE must be larger than any one frame on a coroutine's stack, or
+ * that frame could step over the guard into the next coroutine's memory.
+ * The largest measured there: serve_connection(), 2.6 KiB; the resolver,
+ * 2.5 KiB (11 KiB where it saves the AMX registers too); and glibc's
+ * fprintf to an unbuffered stream, 8.5 KiB (which is why -v buffers
+ * stderr).  64 KiB is six times the largest, and costs address space only.
  */
 #ifndef STACK_SIZE
 #define STACK_SIZE (64 * 1024)     /* bytes of stack per coroutine */
 #endif
+#if STACK_SIZE % 16 != 0
+#error "STACK_SIZE must be a multiple of 16 (struct coro sits right above)"
+#endif
+#define GUARD_SIZE (64 * 1024)     /* bytes below each stack no one may touch */
 #define PARKED_MAX 256             /* finished coroutines kept for reuse */
 #define CONN_BUF_SIZE 2048         /* input buffer per connection, bytes */
 #define HEAD_MAX_BYTES 8192        /* a request head may take no more */
 #define LINGER_MS 1000             /* draining input before a close ... */
 #define LINGER_BYTES (1024 * 1024) /* ... stops after this long or this much */
 #define ACCEPT_PAUSE_MS 100        /* out of descriptors: retry accept after */
+#define STOP_CHECK_MS 10           /* busy, look for SIGINT, SIGTERM this often */
 #define DEFAULT_ADDRESS "127.0.0.1"
 #define DEFAULT_PORT 8080
 #define DEFAULT_BACKLOG 128
 #define DEFAULT_IDLE_TIMEOUT_S 10
 
-/* -v prints one line per event to stderr: see the README for a sample. */
+/*
+ * -v prints one line per event to stderr: see the README for a sample.
+ * Most lines are printed on a coroutine's stack, so -v gives stderr a
+ * line buffer of its own: glibc formats a line for an unbuffered stream
+ * in an 8 KiB array on the stack (buffered_vfprintf), a frame larger than
+ * a request's whole need.  Each line is still written when it ends.
+ */
 static bool trace_enabled;
+static char trace_buffer[BUFSIZ];
 #define TRACE(...) do { if (trace_enabled) fprintf(stderr, __VA_ARGS__); } while (0)
 
 /* Prints "tinyhttpd: <what>: <strerror(errno)>" and exits with status 1:
@@ -162,18 +186,20 @@ broken(const char *what)
  * Nothing runs in parallel, so nothing needs a lock.
  *
  * Each coroutine is one mmap(2) call, its struct on top of its stack (the
- * guard page, protected apart, makes it two mappings for the kernel):
+ * guard, protected apart, makes it two mappings for the kernel):
  *
  *     high  +------------------------+
+ *           | rest of the last page  |  never touched
  *           | struct coro            |  context, links, id
  *           +------------------------+  <- the stack starts here
  *           | signal frame (unused)  |  left by the kernel in step 4
  *           | the coroutine's frames |  of coro_make_context()
  *           |           |            |
- *           |           v            |  the stack grows down...
- *           +------------------------+
- *           | guard page, PROT_NONE  |  ...so an overflow faults here
- *     low   +------------------------+  instead of corrupting memory
+ *           |           v            |  the stack, STACK_SIZE bytes,
+ *           +------------------------+  grows down...
+ *           | guard, PROT_NONE       |  ...so an overflow faults here,
+ *           | GUARD_SIZE bytes       |  if no frame is larger than
+ *     low   +------------------------+  the guard (see GUARD_SIZE)
  *
  * Switching is sigsetjmp(3) and siglongjmp(3): save where we are, jump to
  * where the other coroutine saved itself.  The hard part is the first
@@ -184,7 +210,13 @@ broken(const char *what)
  * context there; jumping to that context later runs code on the new
  * stack.  This is R. S. Engelschall's signal-stack trick ("Portable
  * Multithreading", USENIX 2000; GNU Pth's pth_mctx.c), told in numbered
- * steps in coro_make_context().  Nothing in this section knows sockets.
+ * steps in coro_make_context().  It calls only POSIX functions, but leans
+ * on what C and POSIX leave undefined: a jump back into a signal handler
+ * that has returned, and jumps between stacks.  It works with every C
+ * library and CPU tried (the README's portability table); what could break
+ * it is a mechanism that checks where jumps land, such as glibc's fortify
+ * (section 1) or x86's shadow stacks.  Nothing in this section knows
+ * sockets.
  */
 struct coro {
     sigjmp_buf context;        /* where it goes on when resumed */
@@ -198,7 +230,14 @@ struct coro {
 
 static struct coro *coro_current;      /* the running one; NULL on the loop */
 static sigjmp_buf coro_loop_context;   /* the loop's registers: yield jumps here */
-static size_t page_size, map_size;     /* set by coro_init() */
+static size_t guard_size, map_size;    /* set by coro_init() */
+
+/* Rounds n up to whole pages: mmap and mprotect work on pages. */
+static size_t
+whole_pages(size_t n, size_t page_size)
+{
+    return (n + page_size - 1) / page_size * page_size;
+}
 
 static void
 coro_init(void)
@@ -207,33 +246,13 @@ coro_init(void)
 
     if (page <= 0)
         die("sysconf(_SC_PAGESIZE)");
-    page_size = (size_t)page;
-    map_size = page_size +
-        (STACK_SIZE + sizeof(struct coro) + page_size - 1) / page_size * page_size;
+    guard_size = whole_pages(GUARD_SIZE, (size_t)page);
+    map_size = guard_size + whole_pages(STACK_SIZE + sizeof(struct coro), (size_t)page);
 }
 
+static void coro_trampoline(int signo);   /* step 5 of the trick: below */
 static void coro_main(void);           /* what every coroutine runs: below */
 static struct coro *coro_being_made;   /* read by coro_trampoline() */
-
-/*
- * The SIGUSR1 handler of step 4 below, running on the new stack.  Step 5
- * is its sigsetjmp: it saves the handler's context, on the new stack, and
- * returns.  Later, the coroutine's first coro_resume() jumps to that
- * context: sigsetjmp returns a second time, now 1, here on the new stack,
- * and coro_main() starts.  C itself does not promise that jumping back
- * into a function that has returned works (C11, 7.13.2.1); it works here
- * because nothing has written over the handler's frame since: the stack
- * was not used in between.  coro_main() must never return, for the frame
- * it would return into is that of a signal handler long finished.
- */
-static void
-coro_trampoline(int signo)
-{
-    (void)signo;
-    if (sigsetjmp(coro_being_made->context, 0) == 0)   /* 5. */
-        return;
-    coro_main();
-}
 
 /*
  * Prepares c->context so that jumping to it runs coro_main() on the stack
@@ -265,9 +284,12 @@ coro_make_context(struct coro *c, char *stack, size_t size)
     new_stack.ss_size = size;
     if (sigaltstack(&new_stack, &old_stack) < 0)
         goto restore_action;
-    /* 4. Send SIGUSR1 and unblock it alone: the kernel pushes a signal
-     *    frame at the top of the new stack and runs coro_trampoline below
-     *    it, which does step 5 (see there) and returns. */
+    /* 4. Send SIGUSR1 and unblock it alone: sigsuspend waits for it, and
+     *    the kernel pushes a signal frame (the registers it will restore
+     *    when the handler returns) at the top of the new stack and runs
+     *    coro_trampoline() below it, on the new stack.
+     * 5. coro_trampoline() saves its context, on the new stack, with
+     *    sigsetjmp, and returns; so does sigsuspend, here on ours. */
     coro_being_made = c;
     sigdelset(&blocked, SIGUSR1);
     if (raise(SIGUSR1) == 0) {
@@ -288,7 +310,27 @@ restore_mask:
     return result;
 }
 
-/* Maps a stack with its guard page and makes a coroutine on it; NULL if
+/*
+ * The SIGUSR1 handler of step 4, running on the new stack.  Step 5 is its
+ * sigsetjmp: it saves the handler's context and returns.  Later, the
+ * coroutine's first coro_resume() jumps to that context: sigsetjmp returns
+ * a second time, now 1, here on the new stack, and coro_main() starts.
+ * C itself does not promise that jumping back into a function that has
+ * returned works (C11, 7.13.2.1): it works here because nothing has
+ * written over the handler's frame since, as the stack was not used in
+ * between.  coro_main() must never return, for the frame it would return
+ * into is that of a signal handler long finished.
+ */
+static void
+coro_trampoline(int signo)
+{
+    (void)signo;
+    if (sigsetjmp(coro_being_made->context, 0) == 0)   /* 5. */
+        return;
+    coro_main();
+}
+
+/* Maps a stack with its guard and makes a coroutine on it; NULL if
  * the system is out of memory or mappings (see vm.max_map_count). */
 static struct coro *
 coro_create(void)
@@ -296,13 +338,15 @@ coro_create(void)
     static unsigned n_created;
     char *map = mmap(NULL, map_size, PROT_READ | PROT_WRITE,
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_COROUTINE_STACK, -1, 0);
+    char *stack;
     struct coro *c;
 
     if (map == MAP_FAILED)
         return NULL;
-    c = (struct coro *)(map + map_size) - 1;
-    if (mprotect(map, page_size, PROT_NONE) < 0 ||
-        coro_make_context(c, map + page_size, (size_t)((char *)c - map) - page_size) < 0) {
+    stack = map + guard_size;
+    c = (struct coro *)(stack + STACK_SIZE);
+    if (mprotect(map, guard_size, PROT_NONE) < 0 ||
+        coro_make_context(c, stack, STACK_SIZE) < 0) {
         int saved_errno = errno;
 
         if (munmap(map, map_size) < 0)
@@ -311,7 +355,7 @@ coro_create(void)
         return NULL;
     }
     c->id = ++n_created;
-    TRACE("coro %u created, stack %p-%p\n", c->id, (void *)(map + page_size), (void *)c);
+    TRACE("coro %u created, stack %p-%p\n", c->id, (void *)stack, (void *)c);
     return c;
 }
 
@@ -319,9 +363,11 @@ coro_create(void)
  * Saves the running context in from and continues at to; returns when
  * someone jumps back to from.  sigsetjmp(env, 0) saves no signal mask, so
  * a switch is a few dozen instructions and no system call; saving the
- * mask would cost two sigprocmask(2) calls per switch (measured here: 5 ns
- * against 180 ns).  Nothing is lost: the mask is the same everywhere but
- * inside coro_make_context() and the loop's wait (section 5).  Keep the save
+ * mask would cost two sigprocmask(2) calls per switch (on the machine of
+ * the README's numbers, a loop of sigsetjmp and siglongjmp took 6 ns, and
+ * 150 ns saving the mask).  Nothing is lost: the mask is the same everywhere but
+ * inside coro_make_context() and the loop's wait (loop_poll() in section
+ * 3, with the mask catch_signals() makes in section 5).  Keep the save
  * and the jump together in this small function: no caller's local is then
  * live across sigsetjmp, which is what gcc's -Wclobbered warns about.
  */
@@ -352,7 +398,7 @@ coro_resume(struct coro *c)
     coro_current = NULL;
     if (c->must_unmap) {
         TRACE("coro %u unmapped\n", c->id);
-        if (munmap((char *)(c + 1) - map_size, map_size) < 0)
+        if (munmap((char *)c - STACK_SIZE - guard_size, map_size) < 0)
             broken("munmap");
     }
 }
@@ -375,6 +421,15 @@ coro_ready(struct coro *c)
     else
         ready_first = c;
     ready_last = c;
+}
+
+/* Yields, but stays ready: the others get a turn first.  May yield. */
+static void
+coro_let_others_run(void)
+{
+    TRACE("coro %u lets others run\n", coro_current->id);
+    coro_ready(coro_current);
+    coro_yield();
 }
 
 /*
@@ -400,20 +455,13 @@ coro_run_ready(void)
     return ready_first != NULL;
 }
 
-/* Yields, but stays ready: the others get a turn first. */
-static void
-coro_let_others_run(void)
-{
-    coro_ready(coro_current);
-    coro_yield();
-}
-
 /*
  * The pool.  A coroutine whose body has returned parks in the pool, and is
- * handed the next connection: the mmap and the signal trick, 5 to 7 us and
- * fourteen system calls (strace -f shows them), are paid only while the
- * pool grows.  Beyond PARKED_MAX it is unmapped instead, so memory follows
- * the load down.
+ * handed the next connection: the mmap and the signal trick, 13 system
+ * calls (strace -f, glibc 2.36: mmap, mprotect, then 11 for the trick,
+ * raise() being three) and 6.5 us of CPU on the machine of the README's
+ * numbers, are paid only while the pool grows.  Beyond PARKED_MAX it is
+ * unmapped instead, so memory follows the load down.
  *
  *     parked -> coro 4 -> coro 9 -> coro 2 -> NULL     (linked by next)
  */
@@ -432,6 +480,7 @@ coro_finish(struct coro *self)
         TRACE("coro %u parked\n", self->id);
     } else {
         self->must_unmap = true;
+        TRACE("coro %u finished, the pool is full\n", self->id);
     }
     coro_yield();
 }
@@ -450,7 +499,8 @@ coro_main(void)
 
 /* Readies a coroutine from the pool, or a new one, to run body(arg).
  * Returns 0, or -1 with errno set if a new one was needed and could not be
- * made.  Call it on the loop's stack (section 5 says why). */
+ * made.  Call it on the loop's stack only: then the signal trick never
+ * runs on a coroutine's stack, which valgrind refuses (section 5). */
 static int
 coro_spawn(void (*body)(int), int arg)
 {
@@ -481,7 +531,7 @@ coro_spawn(void (*body)(int), int arg)
  * deadline.  It lives in the frame of the coroutine that owns the socket;
  * the listener's io belongs to the loop itself, and has no coroutine.
  */
-enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4 };
+enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4, URGENT = 8 };
 
 struct io {
     int fd;
@@ -490,11 +540,12 @@ struct io {
     bool may_read;             /* input may be there: try before waiting */
     bool may_write;            /* the send buffer may have room */
     bool peer_closed;          /* the peer has shut down its side */
+    bool urgent_came;          /* urgent data: a read may stop short */
     bool timed_out;            /* its deadline has passed */
-    bool has_deadline;
     bool watching_writes;      /* for the epoll backend: EPOLLOUT asked */
     int64_t deadline_ms;       /* on the clock_ms() clock */
-    struct io *earlier, *later; /* neighbours in the deadline list */
+    struct deadline_list *deadline_list; /* holding its deadline, or NULL */
+    struct io *earlier, *later; /* its neighbours there */
 };
 
 /*
@@ -523,6 +574,8 @@ io_ready(struct io *io, int events)
         io->may_write = true;
     if (events & PEER_CLOSED)
         io->peer_closed = true;
+    if (events & URGENT)
+        io->urgent_came = true;
     if (io->coro != NULL && (io->waiting_for & events))
         coro_ready(io->coro);
 }
@@ -545,7 +598,11 @@ static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
  * remember it until a read or write uses it up.  Writability is asked for
  * only when a write first has to wait: a new socket is writable at once,
  * and reporting that for every connection would cost an event each.
- * Closing a socket removes it from the list: loop_forget() does nothing.
+ * A socket added while already readable (its request came before we
+ * added it) is reported at once, so no edge is missed (epoll(7)).
+ * Closing a socket removes it from the list, as this program never
+ * duplicates a descriptor (epoll(7): only the close of the last one
+ * does): loop_forget() does nothing.
  * Linux only: epoll_create1, epoll_ctl, epoll_pwait, and accept4, which
  * makes the socket non-blocking in the same call.  A user may watch at
  * most /proc/sys/fs/epoll/max_user_watches sockets; past that, loop_add()
@@ -579,7 +636,7 @@ loop_epoll_ctl(struct io *io, int op, uint32_t events)
     struct epoll_event event;
 
     memset(&event, 0, sizeof event);
-    event.events = events | EPOLLIN | EPOLLRDHUP | EPOLLET;
+    event.events = events | EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
     event.data.ptr = io;
     return epoll_ctl(epoll_fd, op, io->fd, &event);
 }
@@ -606,7 +663,8 @@ loop_forget(struct io *io)
 }
 
 /* A hang-up or error makes a read or write return at once, so it counts
- * as ready for both; EPOLLRDHUP also means the peer will send no more. */
+ * as ready for both; EPOLLRDHUP also means the peer will send no more.
+ * EPOLLPRI is TCP urgent data (tcp(7)): see conn_read(). */
 static int
 loop_poll(int timeout_ms)
 {
@@ -619,9 +677,10 @@ loop_poll(int timeout_ms)
         uint32_t flags = events[i].events;
 
         io_ready(events[i].data.ptr,
-                 (flags & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? WANT_READ : 0) |
+                 (flags & (EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? WANT_READ : 0) |
                  (flags & (EPOLLOUT | EPOLLHUP | EPOLLERR) ? WANT_WRITE : 0) |
-                 (flags & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PEER_CLOSED : 0));
+                 (flags & (EPOLLRDHUP | EPOLLHUP | EPOLLERR) ? PEER_CLOSED : 0) |
+                 (flags & EPOLLPRI ? URGENT : 0));
     }
     return n < 0 ? 0 : n;
 }
@@ -720,18 +779,34 @@ loop_poll(int timeout_ms)
 
 /*
  * Deadlines make a slow client harmless: when one passes, loop_wait()
- * returns -1 and the coroutine closes its connection.  They are kept in
- * one list sorted by time.  Nearly every deadline is "now + the idle
- * timeout", later than all the others, so inserting from the tail is a
- * step or two; the few shorter ones (lingering, pausing) walk back.
+ * returns -1 and the coroutine closes its connection.  Every deadline is
+ * "now + one of three lengths": the idle timeout (-t), a lingering close
+ * (LINGER_MS, section 4) or an accept pause (ACCEPT_PAUSE_MS, section 5).
+ * Deadlines of one length are set in the order they fall due, so a list
+ * per length stays sorted if each new one is appended: setting, clearing
+ * and expiring a deadline cost the same with ten connections or ten
+ * thousand, and the next deadline to fall due heads one of the lists.
  *
- *     deadlines_first -> io (10:00:01) <-> io (10:00:04) <- deadlines_last
+ *     idle_deadlines:    io (10:00:01) <-> io (10:00:04) <-> io (10:00:09)
+ *     linger_deadlines:  io (10:00:02)
+ *     pause_deadlines:   (none)
  */
-static struct io *deadlines_first, *deadlines_last;
+struct deadline_list {
+    int64_t length_ms;                 /* each one is set this far ahead */
+    struct io *first, *last;           /* the first falls due first */
+};
+static struct deadline_list idle_deadlines = { DEFAULT_IDLE_TIMEOUT_S * 1000, NULL, NULL },
+                            linger_deadlines = { LINGER_MS, NULL, NULL },
+                            pause_deadlines = { ACCEPT_PAUSE_MS, NULL, NULL };
+static struct deadline_list *const deadline_lists[] = {
+    &idle_deadlines, &linger_deadlines, &pause_deadlines
+};
+#define N_DEADLINE_LISTS (sizeof deadline_lists / sizeof deadline_lists[0])
 
-/* Milliseconds on a clock that only goes forward.  clock_gettime(2) is
- * answered in user space (the vDSO) on Linux: reading it per request is
- * cheaper than keeping a cached time right. */
+/* Milliseconds on a clock that only goes forward.  On Linux,
+ * clock_gettime(2) is answered in user space, by code the kernel maps into
+ * every process (the vDSO, vdso(7)), without a system call: reading it per
+ * request is cheaper than keeping a cached time right. */
 static int64_t
 clock_ms(void)
 {
@@ -745,30 +820,43 @@ clock_ms(void)
 static void
 loop_clear_deadline(struct io *io)
 {
-    if (io->has_deadline) {
-        *(io->earlier ? &io->earlier->later : &deadlines_first) = io->later;
-        *(io->later ? &io->later->earlier : &deadlines_last) = io->earlier;
-        io->has_deadline = false;
+    struct deadline_list *list = io->deadline_list;
+
+    if (list != NULL) {
+        *(io->earlier ? &io->earlier->later : &list->first) = io->later;
+        *(io->later ? &io->later->earlier : &list->last) = io->earlier;
+        io->deadline_list = NULL;
     }
     io->timed_out = false;
 }
 
-/* From now on, a wait on io fails once ms milliseconds have passed. */
+/* From now on, a wait on io fails once list->length_ms have passed. */
 static void
-loop_set_deadline(struct io *io, int64_t ms)
+loop_set_deadline(struct io *io, struct deadline_list *list)
 {
-    struct io *before;
-
     loop_clear_deadline(io);
-    io->deadline_ms = clock_ms() + ms;
-    io->has_deadline = true;
-    before = deadlines_last;
-    while (before != NULL && before->deadline_ms > io->deadline_ms)
-        before = before->earlier;
-    io->earlier = before;
-    io->later = before ? before->later : deadlines_first;
-    *(before ? &before->later : &deadlines_first) = io;
-    *(io->later ? &io->later->earlier : &deadlines_last) = io;
+    io->deadline_ms = clock_ms() + list->length_ms;
+    io->deadline_list = list;
+    io->earlier = list->last;
+    io->later = NULL;
+    *(list->last ? &list->last->later : &list->first) = io;
+    list->last = io;
+}
+
+/* The io whose deadline falls due first, or NULL if none is set. */
+static struct io *
+loop_next_deadline(void)
+{
+    struct io *next = NULL;
+    size_t i;
+
+    for (i = 0; i < N_DEADLINE_LISTS; i++) {
+        struct io *first = deadline_lists[i]->first;
+
+        if (first != NULL && (next == NULL || first->deadline_ms < next->deadline_ms))
+            next = first;
+    }
+    return next;
 }
 
 /* Marks every io whose deadline has passed, and readies its coroutine. */
@@ -776,10 +864,9 @@ static void
 loop_expire_deadlines(void)
 {
     int64_t now = clock_ms();
+    struct io *io;
 
-    while (deadlines_first != NULL && deadlines_first->deadline_ms <= now) {
-        struct io *io = deadlines_first;
-
+    while ((io = loop_next_deadline()) != NULL && io->deadline_ms <= now) {
         loop_clear_deadline(io);
         io->timed_out = true;
         if (io->coro != NULL) {
@@ -830,12 +917,13 @@ static void
 loop_once(void)
 {
     bool someone_ready = coro_run_ready();
+    struct io *next_deadline = loop_next_deadline();
     int timeout_ms = -1, n_ready;
 
     if (someone_ready)
         timeout_ms = 0;                /* just look, then run them */
-    else if (deadlines_first != NULL)
-        timeout_ms = ms_until(deadlines_first->deadline_ms);
+    else if (next_deadline != NULL)
+        timeout_ms = ms_until(next_deadline->deadline_ms);
     n_ready = loop_poll(timeout_ms);
     TRACE("loop: %s reports %d ready\n", BACKEND, n_ready);
     loop_expire_deadlines();
@@ -888,7 +976,6 @@ struct request {
 static struct {
     unsigned long connections, requests, open, peak_open;
 } totals;
-static int64_t idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_S * 1000;   /* -t */
 
 /*
  * Reads up to size bytes.  Returns the count, 0 at end of input, or -1 on
@@ -896,8 +983,13 @@ static int64_t idle_timeout_ms = DEFAULT_IDLE_TIMEOUT_S * 1000;   /* -t */
  *
  * Two things to watch.  A short read means the socket is empty: the next
  * input brings a new readiness event, so until then we wait instead of
- * reading just to be told EAGAIN (except once the peer has closed: EOF
- * stays readable but brings no new event).  And a coroutine that could
+ * reading just to be told EAGAIN.  Two exceptions: once the peer has
+ * closed, EOF stays readable but brings no new event; and TCP urgent data
+ * (a byte sent with MSG_OOB) puts a mark in the input where read stops
+ * short though more has arrived (sockatmark(3)).  epoll reports urgent
+ * data (EPOLLPRI), and from then on short reads on that socket are not
+ * trusted: we read on until EAGAIN.  select needs no such care: it asks
+ * again, and the rest is still readable.  And a coroutine that could
  * read at once still yields first, so a client pipelining without pause
  * cannot keep the others from their turn.
  */
@@ -915,7 +1007,7 @@ conn_read(struct conn *conn, char *buf, size_t size)
             return -1;
         n = read(io->fd, buf, size);
         if (n >= 0) {
-            if ((size_t)n < size && !io->peer_closed)
+            if ((size_t)n < size && !io->peer_closed && !io->urgent_came)
                 io->may_read = false;
             return n;
         }
@@ -1186,7 +1278,8 @@ request_keeps_alive(const struct request *req)
     return !req->is_http10 || req->wants_keep_alive;
 }
 
-/* The Date header (RFC 9110, 5.6.7), e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
+/* The Date header field (RFC 9110, 6.6.1) in its one format (5.6.7), e.g.
+ * "Sun, 06 Nov 1994 08:49:37 GMT". */
 static char http_date[sizeof "Sun, 06 Nov 1994 08:49:37 GMT"];
 
 /*
@@ -1250,8 +1343,9 @@ append_number(char *out, size_t at, size_t n)
 /*
  * Formats the whole reply in out[REPLY_MAX_BYTES], with memcpy rather than
  * printf, which would take kilobytes of coroutine stack.  Returns its
- * length.  The single space after "Content-Length:" matters: ab reads the
- * number at a fixed offset (atoi(cl + 16) in Apache's support/ab.c).
+ * length.  The space after "Content-Length:" matters: ab -k reads the
+ * number one byte past the colon (atoi(cl + 16) in Apache's support/ab.c),
+ * so without it ab would lose the first digit.
  */
 static size_t
 format_reply(char *out, int status, bool is_head, const char *connection)
@@ -1329,7 +1423,8 @@ conn_close(struct conn *conn, bool linger)
         size_t drained = 0;
         ssize_t n;
 
-        loop_set_deadline(io, LINGER_MS);
+        TRACE("coro %u lingers on fd %d before closing\n", io->coro->id, io->fd);
+        loop_set_deadline(io, &linger_deadlines);
         while (drained < LINGER_BYTES && (n = conn_read(conn, conn->buf, sizeof conn->buf)) > 0)
             drained += (size_t)n;
     }
@@ -1377,7 +1472,7 @@ serve_connection(int fd)
         int status;
         bool keep_alive;
 
-        loop_set_deadline(&conn.io, idle_timeout_ms);
+        loop_set_deadline(&conn.io, &idle_deadlines);
         status = read_request(&conn, &req);
         if (status == 0)
             break;              /* closed, failed or timed out: no reply */
@@ -1404,19 +1499,29 @@ serve_connection(int fd)
  * it with EPERM).
  *
  * The backlog (listen(2)) is how many connections the kernel completes
- * and queues for us while we are busy.  When it is full, Linux drops the
- * client's SYN, and the client sends it again only after its
- * retransmission timeout: 3 s in 2009 (RFC 2988), then 6 s more, which is
- * where that benchmark's 9.2 s requests came from with a backlog of 5;
- * 1 s today (RFC 6298).  A backlog of 128 keeps the queue from filling.
+ * and queues for us while we are busy.  When it is full, Linux drops a
+ * new connection's SYN, and the client sends it again only after its
+ * retransmission timeout, which doubles at each try: 3 s in 2009 (RFC
+ * 2988), so 3 s + 6 s, where that benchmark's 9.2 s request came from
+ * with a backlog of 5; 1 s today (RFC 6298).  It also drops the last ACK
+ * of a handshake, which costs little: the client's request completes it.
+ * A backlog of 128 cannot fill while at most 128 clients connect at once;
+ * the README's backlog table shows both cases, counted.
  */
 static struct io listener;             /* coro NULL: served by the loop */
 
-/* Out of descriptors, accepting pauses: the listener's deadline runs. */
+/*
+ * Out of descriptors, accepting pauses for ACCEPT_PAUSE_MS: the listener
+ * gets a deadline, as a connection does, and the loop does not accept
+ * while it runs.  Its waiting_for is 0 meanwhile, so select is not asked
+ * about a listener that stays readable, which would wake it at once, and
+ * again, until the pause ends.  When the deadline passes the loop simply
+ * tries again (serve_forever()).
+ */
 static bool
 accept_paused(void)
 {
-    return listener.has_deadline;
+    return listener.deadline_list != NULL;
 }
 
 /* Accepts every waiting connection and spawns a coroutine for each. */
@@ -1440,7 +1545,7 @@ accept_connections(void)
              * would spin.  Pause instead (see accept_paused()); the
              * connections that close meanwhile free what accept needs. */
             TRACE("loop: accept: %s; pausing %d ms\n", strerror(errno), ACCEPT_PAUSE_MS);
-            loop_set_deadline(&listener, ACCEPT_PAUSE_MS);
+            loop_set_deadline(&listener, &pause_deadlines);
             break;
         } else if (errno == EBADF || errno == EINVAL || errno == ENOTSOCK || errno == EFAULT) {
             broken("accept");
@@ -1461,7 +1566,9 @@ open_listener(const struct sockaddr *address, socklen_t len, int backlog, const 
 
     if (fd < 0)
         die("socket");
-    /* Restart at once after Ctrl-C, despite old connections in TIME_WAIT.
+    /* Restart at once after Ctrl-C, despite old connections in TIME_WAIT
+     * (closed, but kept by the kernel for 60 s on Linux, so that their
+     * late packets cannot be taken for a new connection's).
      * Not SO_REUSEPORT: a second server must fail, not share the port. */
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0)
         die("setsockopt SO_REUSEADDR");
@@ -1505,22 +1612,33 @@ listener_url(int fd, char *url, size_t size)
 }
 
 /*
- * Each connection takes a descriptor: allow as many as the hard limit.
- * macOS reports an unlimited hard limit but grants only OPEN_MAX (10240),
- * so a refused raise is halved until it is granted or no raise is left.
+ * Each connection takes a descriptor: raise the soft limit as far as the
+ * system grants, which is the hard limit on Linux.  Not everywhere: macOS
+ * reports an unlimited hard limit but refuses more than its
+ * kern.maxfilesperproc, whatever that is set to.  So a refused raise is
+ * followed by a search, by halves, for the largest limit granted: at most
+ * 64 calls, once, at start.  A refused setrlimit(2) changes nothing.
  */
 static void
 raise_fd_limit(void)
 {
     struct rlimit limit;
-    rlim_t soft;
+    rlim_t granted, refused;
 
     if (getrlimit(RLIMIT_NOFILE, &limit) < 0)
         broken("getrlimit RLIMIT_NOFILE");
-    soft = limit.rlim_cur;
-    for (limit.rlim_cur = limit.rlim_max; limit.rlim_cur > soft; limit.rlim_cur /= 2)
+    granted = limit.rlim_cur;
+    refused = limit.rlim_max;
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
+        return;
+    while (refused - granted > 1) {
+        limit.rlim_cur = granted + (refused - granted) / 2;
         if (setrlimit(RLIMIT_NOFILE, &limit) == 0)
-            return;
+            granted = limit.rlim_cur;
+        else
+            refused = limit.rlim_cur;
+    }
 }
 
 static volatile sig_atomic_t stop_requested;
@@ -1539,6 +1657,8 @@ on_stop_signal(int signo)
  * unblocks them atomically, so one cannot slip in between the check of
  * stop_requested and the wait, and the handler never runs on a
  * coroutine's stack.  Fills *wait_mask with the mask for that wait.
+ * A busy loop may never sleep in that wait: stop_signal_pending() is for
+ * that case.
  */
 static void
 catch_signals(sigset_t *wait_mask)
@@ -1563,11 +1683,38 @@ catch_signals(sigset_t *wait_mask)
     sigdelset(wait_mask, SIGTERM);
 }
 
+/*
+ * True if SIGINT or SIGTERM is pending.  The wait runs the handler only if
+ * it sleeps: Linux looks at pending signals in epoll_pwait and pselect when
+ * it would put the process to sleep, and a wait that finds sockets ready
+ * (or is told not to sleep, since a coroutine is ready again) returns them
+ * and blocks the signal again.  A server kept busy may never sleep, so the
+ * loop also asks the kernel, with sigpending(2), but at most every
+ * STOP_CHECK_MS: a call per turn would be a call per connection under ab.
+ * sigpending rather than sigtimedwait: it is in every POSIX system (macOS
+ * has no sigtimedwait), and a stop signal left pending and blocked does no
+ * harm, for the server is about to exit.
+ */
+static bool
+stop_signal_pending(void)
+{
+    static int64_t next_check_ms;
+    int64_t now = clock_ms();
+    sigset_t pending;
+
+    if (now < next_check_ms)
+        return false;
+    next_check_ms = now + STOP_CHECK_MS;
+    if (sigpending(&pending) < 0)
+        broken("sigpending");
+    return sigismember(&pending, SIGINT) == 1 || sigismember(&pending, SIGTERM) == 1;
+}
+
 /* Runs the loop until SIGINT or SIGTERM, then prints the totals. */
 static void
 serve_forever(void)
 {
-    while (!stop_requested) {
+    while (!stop_requested && !stop_signal_pending()) {
         http_date_refresh();
         if (!accept_paused())
             accept_connections();
@@ -1660,7 +1807,7 @@ parse_options(int argc, char **argv, struct options *opt)
         case 'a': host = optarg; break;
         case 'p': port = number_or_usage(optarg, 0, 65535); break;
         case 'b': opt->backlog = (int)number_or_usage(optarg, 1, 65535); break;
-        case 't': idle_timeout_ms = 1000 * number_or_usage(optarg, 1, 86400); break;
+        case 't': idle_deadlines.length_ms = 1000 * number_or_usage(optarg, 1, 86400); break;
         case 'v': trace_enabled = true; break;
         case 'h': usage(stdout, 0); break;
         default: usage(stderr, 2);
@@ -1685,6 +1832,8 @@ main(int argc, char **argv)
     int listen_fd;
 
     parse_options(argc, argv, &opt);
+    if (trace_enabled && setvbuf(stderr, trace_buffer, _IOLBF, sizeof trace_buffer) != 0)
+        die("setvbuf stderr");
     listen_fd = open_listener((struct sockaddr *)&opt.address, opt.address_len,
                               opt.backlog, opt.name);
     listener_url(listen_fd, url, sizeof url);
