@@ -101,18 +101,19 @@
 
 /*
  * Tunables.  STACK_SIZE is the one to understand: a coroutine's whole call
- * chain must fit in it.  Measured by painting the stacks (test.sh's
- * test_stack_depth prints the figures for your machine) on an x86-64 Xeon
- * with AVX-512 and AMX, Linux 6.18, glibc 2.36: the signal frame the
- * kernel leaves at the top of each stack (section 2) takes 3.3 KiB, as it
- * holds the CPU's vector registers; serving a request reaches 6.2 KiB
- * below the top, and 7.8 KiB with -v.  Where symbols are bound lazily, the
- * first call of each library function also runs the dynamic linker's
- * resolver on the stack, which saves the vector registers: 9.0 KiB.  64
- * KiB leaves room for CPUs with more registers, and costs only address
- * space: the kernel backs a stack with memory page by page, as it is first
- * written.  An idle keep-alive connection has written two pages (8 KiB,
- * measured with 10,000 of them).
+ * chain must fit in it, below its struct coro (section 2), rounded up to
+ * whole pages.  Measured by painting the stacks (test.sh's test_stack_depth
+ * prints the figures for your machine) on an x86-64 Xeon with AVX-512 and
+ * AMX, Linux 6.18, glibc 2.36: the signal frame the kernel leaves at the
+ * top of each stack (the registers it saves to run a signal handler; see
+ * section 2 for why it is there) takes 3.3 KiB; serving a request reaches
+ * 6.2 KiB below the top, and 7.8 KiB with -v.  Where symbols are bound
+ * lazily, the first call of each library function also runs the dynamic
+ * linker's resolver on the stack, which saves the vector registers: 9.0
+ * KiB.  64 KiB leaves room for CPUs with more registers, and costs only
+ * address space: the kernel backs a stack with memory page by page, as it
+ * is first written.  An idle keep-alive connection has written two pages
+ * (8 KiB, measured with 10,000 of them).
  *
  * GUARD_SIZE must be larger than any one frame on a coroutine's stack, or
  * that frame could step over the guard into the next coroutine's memory.
@@ -122,10 +123,7 @@
  * stderr).  64 KiB is six times the largest, and costs address space only.
  */
 #ifndef STACK_SIZE
-#define STACK_SIZE (64 * 1024)     /* bytes of stack per coroutine */
-#endif
-#if STACK_SIZE % 16 != 0
-#error "STACK_SIZE must be a multiple of 16 (struct coro sits right above)"
+#define STACK_SIZE (64 * 1024)     /* bytes mapped per stack, struct included */
 #endif
 #define GUARD_SIZE (64 * 1024)     /* bytes below each stack no one may touch */
 #define PARKED_MAX 256             /* finished coroutines kept for reuse */
@@ -188,15 +186,14 @@ broken(const char *what)
  * Each coroutine is one mmap(2) call, its struct on top of its stack (the
  * guard, protected apart, makes it two mappings for the kernel):
  *
- *     high  +------------------------+
- *           | rest of the last page  |  never touched
- *           | struct coro            |  context, links, id
- *           +------------------------+  <- the stack starts here
- *           | signal frame (unused)  |  left by the kernel in step 4
- *           | the coroutine's frames |  of coro_make_context()
- *           |           |            |
- *           |           v            |  the stack, STACK_SIZE bytes,
- *           +------------------------+  grows down...
+ *     high  +------------------------+  -
+ *           | struct coro            |  |  context, links, id
+ *           +------------------------+  |  <- the stack starts here
+ *           | signal frame (unused)  |  |  left by the kernel in step 4
+ *           | the coroutine's frames |  |  of coro_make_context()
+ *           |           |            |  STACK_SIZE
+ *           |           v            |  |  the stack grows down...
+ *           +------------------------+  -
  *           | guard, PROT_NONE       |  ...so an overflow faults here,
  *           | GUARD_SIZE bytes       |  if no frame is larger than
  *     low   +------------------------+  the guard (see GUARD_SIZE)
@@ -247,7 +244,7 @@ coro_init(void)
     if (page <= 0)
         die("sysconf(_SC_PAGESIZE)");
     guard_size = whole_pages(GUARD_SIZE, (size_t)page);
-    map_size = guard_size + whole_pages(STACK_SIZE + sizeof(struct coro), (size_t)page);
+    map_size = guard_size + whole_pages(STACK_SIZE, (size_t)page);
 }
 
 static void coro_trampoline(int signo);   /* step 5 of the trick: below */
@@ -343,10 +340,10 @@ coro_create(void)
 
     if (map == MAP_FAILED)
         return NULL;
+    c = (struct coro *)(map + map_size) - 1;
     stack = map + guard_size;
-    c = (struct coro *)(stack + STACK_SIZE);
     if (mprotect(map, guard_size, PROT_NONE) < 0 ||
-        coro_make_context(c, stack, STACK_SIZE) < 0) {
+        coro_make_context(c, stack, (size_t)((char *)c - stack)) < 0) {
         int saved_errno = errno;
 
         if (munmap(map, map_size) < 0)
@@ -398,7 +395,7 @@ coro_resume(struct coro *c)
     coro_current = NULL;
     if (c->must_unmap) {
         TRACE("coro %u unmapped\n", c->id);
-        if (munmap((char *)c - STACK_SIZE - guard_size, map_size) < 0)
+        if (munmap((char *)(c + 1) - map_size, map_size) < 0)
             broken("munmap");
     }
 }
