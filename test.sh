@@ -1288,7 +1288,7 @@ test_no_syscall_per_switch() {
 }
 
 test_fortify() {
-    local bin="$TMP/fortify-$backend" control="$TMP/control"
+    local bin control="$TMP/control" level out
     [ -n "$QEMU" ] || native_only "fortify" || return
     # Control: the toolchain does apply the check to a plain longjmp.
     printf '#include <setjmp.h>\nsigjmp_buf b;\nint main(void) { if (!sigsetjmp(b, 0)) siglongjmp(b, 1); return 0; }\n' >"$TMP/control.c"
@@ -1297,23 +1297,28 @@ test_fortify() {
         skipped "fortify: this toolchain does not fortify longjmp"
         return
     fi
-    if ! "$TEST_CC" -O2 -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror -D"USE_$(tr a-z A-Z <<<"$backend")" \
-            -o "$bin" tinyhttpd.c 2>"$TMP/fortify.err"; then
-        fail "fortify: build failed: $(head -3 "$TMP/fortify.err")"
-    elif "$TEST_NM" "$bin" | grep -q __longjmp_chk; then
-        fail "fortify: the -D_FORTIFY_SOURCE=2 build references __longjmp_chk"
-    elif ! start_server "${RUN[@]}" "$bin"; then
-        fail "fortify: server did not start: $(head -c 300 "$OUT.err")"
-    else
-        local out
+    for level in 2 3; do            # 3: Ubuntu's default since 24.04
+        bin="$TMP/fortify$level-$backend"
+        if ! "$TEST_CC" -O2 -D_FORTIFY_SOURCE=$level -Wall -Wextra -Werror -D"USE_$(tr a-z A-Z <<<"$backend")" \
+                -o "$bin" tinyhttpd.c 2>"$TMP/fortify.err"; then
+            fail "fortify: -D_FORTIFY_SOURCE=$level build failed: $(head -3 "$TMP/fortify.err")"
+            return
+        elif "$TEST_NM" "$bin" | grep -q __longjmp_chk; then
+            fail "fortify: the -D_FORTIFY_SOURCE=$level build references __longjmp_chk"
+            return
+        elif ! start_server "${RUN[@]}" "$bin"; then
+            fail "fortify: -D_FORTIFY_SOURCE=$level server did not start: $(head -c 300 "$OUT.err")"
+            return
+        fi
         out=$(ab -q -k -n 2000 -c 20 "$URL" 2>&1)
         if ! serves || ! grep -q '^Failed requests: *0$' <<<"$out"; then
-            fail "fortify: the -O2 -D_FORTIFY_SOURCE=2 build does not serve ($(head -c 200 "$OUT.err"))"
-        else
-            ok "fortify: -O2 -D_FORTIFY_SOURCE=2 build has no __longjmp_chk and serves"
+            fail "fortify: the -O2 -D_FORTIFY_SOURCE=$level build does not serve ($(head -c 200 "$OUT.err"))"
+            stop_server
+            return
         fi
         stop_server
-    fi
+    done
+    ok "fortify: the -O2 -D_FORTIFY_SOURCE=2 and =3 builds have no __longjmp_chk, and serve"
 }
 
 test_stop_signals() {
