@@ -33,10 +33,10 @@
  *
  * Fortify goes first.  With -D_FORTIFY_SOURCE=2 or 3 (on by default in
  * Ubuntu's gcc, at level 3 since 24.04, and in Fedora's package builds)
- * glibc replaces longjmp, _longjmp and
- * siglongjmp with __longjmp_chk, which aborts ("longjmp causes
- * uninitialized stack frame") whenever a jump lands at a lower stack
- * address than it starts from, unless it starts on the signal stack.  On
+ * glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
+ * which aborts ("longjmp causes uninitialized stack frame") whenever a
+ * jump lands at a lower stack address than it starts from, unless it
+ * starts on the signal stack.  On
  * one stack that check catches jumps into frames that have returned; but a
  * switch between two coroutines jumps from one stack to another, and one
  * of the two directions always goes down, whichever stack is higher.  The
@@ -106,10 +106,10 @@
  * pattern, then finding how much of it was overwritten: test.sh's
  * test_stack_depth prints the figures for your machine) on an x86-64 Xeon
  * with AVX-512 and AMX (wide vector and matrix registers), Linux 6.18,
- * glibc 2.36: the signal frame the kernel leaves at the
- * top of each stack (the registers it saves to run a signal handler; see
- * section 2 for why it is there) takes 3.3 KiB; serving a request reaches
- * 6.2 KiB below the top, and 7.8 KiB with -v.  Where symbols are bound
+ * glibc 2.36: the signal frame the kernel leaves at the top of each stack
+ * (the registers it saves to run a signal handler; section 2 says why it
+ * is there) takes 3.3 KiB; serving a request reaches 6.2 KiB below the
+ * top, and 7.8 KiB with -v.  Where symbols are bound
  * lazily, the first call of each library function also runs the dynamic
  * linker's resolver on the stack, which saves the vector registers: 9.0
  * KiB.  64 KiB leaves room for CPUs with more registers, and costs only
@@ -365,10 +365,11 @@ coro_create(void)
  * someone jumps back to from.  sigsetjmp(env, 0) saves no signal mask, so
  * a switch is a few dozen instructions and no system call; saving the
  * mask would cost two sigprocmask(2) calls per switch (on the machine of
- * the README's numbers, a loop of sigsetjmp and siglongjmp took 6 ns, and
- * 150 ns saving the mask).  Nothing is lost: the mask is the same everywhere but
- * inside coro_make_context() and the loop's wait (loop_poll() in section
- * 3, with the mask catch_signals() makes in section 5).  Keep the save
+ * the README's numbers, a sigsetjmp and siglongjmp took 6 ns in a loop,
+ * and 150 ns saving the mask).  Nothing is lost: the mask is the same
+ * everywhere but inside coro_make_context() and the loop's wait
+ * (loop_poll() in section 3, with the mask catch_signals() makes in
+ * section 5).  Keep the save
  * and the jump together in this small function: no caller's local is then
  * live across sigsetjmp, which is what gcc's -Wclobbered warns about.
  */
@@ -551,9 +552,9 @@ struct io {
 
 /*
  * A new socket has brought no readiness event yet, so may_read starts
- * false: the first read waits for the event instead of being told EAGAIN.  (The
- * request comes a moment after the connection: under ab -c 50, 98% of
- * connections had sent nothing yet when accepted.)  It may be written:
+ * false: the first read waits for the event instead of being told
+ * EAGAIN.  (The request comes a moment after the connection: under ab -c
+ * 50, 98% of connections had sent nothing yet when accepted.)  It may be written:
  * its send buffer is empty.
  */
 static void
@@ -1509,7 +1510,8 @@ serve_connection(int fd)
  * retransmission timeout, which doubles at each try: 3 s in 2009 (RFC
  * 2988), so 3 s + 6 s, where that benchmark's 9.2 s request came from
  * with a backlog of 5; 1 s today (RFC 6298).  It also drops the last ACK
- * of a handshake, which costs little: the client's request completes it.
+ * of a handshake, which usually costs nothing: the client's request, sent
+ * next, completes the handshake.
  * A backlog of 128 cannot fill while at most 128 clients connect at once;
  * the README's backlog table shows both cases, counted.
  */
