@@ -1030,7 +1030,7 @@ def test_clock_wrap(port, wrap_ms):
                                          min(closes), max(closes)))
 
 
-def test_busy_until_stopped(port, n, depth, ready_file, seconds):
+def test_busy_until_stopped(port, n, depth, seconds, ready_file):
     """n connections, each with depth pipelined GETs in flight: the next
     batch goes out when the last is answered, so each coroutine drains its
     input and waits, and with enough connections some socket is always
@@ -1851,75 +1851,77 @@ EOF
     fi
 }
 
+# load_then_stop SIGNAL SECONDS TEST ARGS...: runs the client.py TEST in
+# the background (its last argument is a file it creates once its load is
+# on), waits up to SECONDS for it, then stops the server with SIGNAL and
+# waits for the client.  Sets ELAPSED (ms from the signal to the server's
+# exit), CLIENT_STATUS and CLIENT_SAYS.  Returns 1, with CLIENT_SAYS, if
+# the load never got going.
+load_then_stop() {
+    local sig=$1 seconds=$2 ready=${*: -1} client_pid t0
+    shift 2
+    rm -f "$ready"
+    client "$@" >"$TMP/load.out" 2>&1 &
+    client_pid=$!
+    PIDS+=("$client_pid")
+    if ! wait_until "$seconds" [ -e "$ready" ]; then
+        CLIENT_SAYS=$(cat "$TMP/load.out")
+        kill "$client_pid" 2>/dev/null
+        stop_server
+        return 1
+    fi
+    t0=$(now_ms)
+    stop_server "$sig"
+    ELAPSED=$(($(now_ms) - t0))
+    wait "$client_pid"
+    CLIENT_STATUS=$?
+    CLIENT_SAYS=$(cat "$TMP/load.out")
+}
+
 # SIGTERM with thousands of connections open: exit 0 within a second,
 # totals printed, every connection closed.
 test_stop_under_load() {
-    local n=$UNDER_LOAD ready="$TMP/ready.$backend" client_pid t0 elapsed why
+    local n=$UNDER_LOAD
     [ "$backend" = select ] && [ "$n" -gt 900 ] && n=900
     start_server "${RUN[@]}" "$BIN" -b 4096 || { fail "SIGTERM under load: server did not start"; return; }
-    rm -f "$ready"
-    client hold_then_stop "$n" "$ready" >"$TMP/hold.out" 2>&1 &
-    client_pid=$!
-    PIDS+=("$client_pid")
-    if ! wait_until 60 [ -e "$ready" ]; then
-        fail "SIGTERM under load: $n connections not ready: $(cat "$TMP/hold.out")"
-        kill "$client_pid" 2>/dev/null
-        stop_server
-        return
-    fi
-    t0=$(now_ms)
-    stop_server
-    elapsed=$(($(now_ms) - t0))
-    wait "$client_pid"
-    local client_status=$?
-    why=$(cat "$TMP/hold.out")
-    if [ "$STATUS" -ne 0 ]; then
+    if ! load_then_stop TERM 60 hold_then_stop "$n" "$TMP/ready.$backend"; then
+        fail "SIGTERM under load: $n connections not ready: $CLIENT_SAYS"
+    elif [ "$STATUS" -ne 0 ]; then
         fail "SIGTERM under load: exit status $STATUS"
-    elif [ "$elapsed" -gt 1000 ] && [ -z "$FLAVOR" ]; then
-        fail "SIGTERM under load: exit took $elapsed ms with $n connections"
+    elif [ "$ELAPSED" -gt 1000 ] && [ -z "$FLAVOR" ]; then
+        fail "SIGTERM under load: exit took $ELAPSED ms with $n connections"
     elif ! grep -q "peak $n concurrent" "$OUT"; then
         fail "SIGTERM under load: totals '$(tail -1 "$OUT")', want peak $n"
-    elif [ $client_status -ne 0 ]; then
-        fail "SIGTERM under load: $why"
+    elif [ "$CLIENT_STATUS" -ne 0 ]; then
+        fail "SIGTERM under load: $CLIENT_SAYS"
     else
-        ok "SIGTERM with $n connections open: exit 0 in $elapsed ms, totals printed, all closed"
+        ok "SIGTERM with $n connections open: exit 0 in $ELAPSED ms, totals printed, all closed"
     fi
 }
 
 # SIGTERM and SIGINT while clients pipeline without pause, so the loop
 # always finds input ready and never sleeps in its wait: the server must
-# still stop within STOP_MS, every try, with exit 0 and the totals line.
+# still stop within 0.5 s, every try, with exit 0 and the totals line.
 test_stop_when_busy() {
-    local try sig ready="$TMP/busy.$backend" client_pid t0 elapsed worst=0 limit=500
+    local try sig worst=0 limit=500
     [ -n "$FLAVOR" ] && limit=3000      # sanitizers, valgrind and qemu are slower
     for try in 1 2 3 4; do
         sig=TERM; [ $((try % 2)) -eq 0 ] && sig=INT
         start_server "${RUN[@]}" "$BIN" -b 1024 || { fail "SIG$sig when busy: server did not start"; return; }
-        rm -f "$ready"
-        client busy_until_stopped 400 16 "$ready" 30 >"$TMP/busy.out" 2>&1 &
-        client_pid=$!
-        PIDS+=("$client_pid")
-        if ! wait_until 10 [ -e "$ready" ]; then
-            fail "SIG$sig when busy: the load never got going: $(cat "$TMP/busy.out")"
-            kill "$client_pid" 2>/dev/null
-            stop_server
+        if ! load_then_stop "$sig" 10 busy_until_stopped 400 16 30 "$TMP/busy.$backend"; then
+            fail "SIG$sig when busy: the load never got going: $CLIENT_SAYS"
             return
-        fi
-        t0=$(now_ms)
-        stop_server "$sig"
-        elapsed=$(($(now_ms) - t0))
-        wait "$client_pid"
-        if [ "$STATUS" -ne 0 ]; then
-            fail "SIG$sig when busy (try $try): exit status $STATUS after $elapsed ms"
+        elif [ "$STATUS" -ne 0 ]; then
+            fail "SIG$sig when busy (try $try): exit status $STATUS after $ELAPSED ms"
             return
         elif ! grep -qE '^tinyhttpd: [0-9]+ connections, [0-9]+ requests' "$OUT"; then
             fail "SIG$sig when busy (try $try): no totals line"
             return
-        elif [ "$elapsed" -gt "$limit" ]; then
-            fail "SIG$sig when busy (try $try): stopped $elapsed ms after the signal, want at most $limit"
+        elif [ "$ELAPSED" -gt "$limit" ]; then
+            fail "SIG$sig when busy (try $try): stopped $ELAPSED ms after the signal, want at most $limit"
             return
         fi
-        [ "$elapsed" -gt "$worst" ] && worst=$elapsed
+        [ "$ELAPSED" -gt "$worst" ] && worst=$ELAPSED
     done
     ok "SIGTERM and SIGINT while 400 clients pipeline 16 each: 4 tries, each stopped within $worst ms (limit $limit), exit 0, totals"
 }
