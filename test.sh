@@ -47,6 +47,7 @@ export PYTHONDONTWRITEBYTECODE=1
 cleanup() {
     local pid
     for pid in "${PIDS[@]}"; do
+        pkill -KILL -P "$pid" 2>/dev/null   # a server under strace or sh -c
         kill -KILL "$pid" 2>/dev/null
     done
     rm -rf "$TMP"
@@ -1687,6 +1688,14 @@ overflow_run() {
     LD_BIND_NOW=1 start_server strace -f -qq -o "$trace" -e trace=mmap,mprotect -e signal=SIGSEGV "$bin" "$@"
 }
 
+# stop_traced: stops a server that overflow_run started.  PID is strace's:
+# a signal to strace would only make it let go of the server, so the
+# signal goes to the server, and strace ends with it.
+stop_traced() {
+    pkill -TERM -P "$PID" 2>/dev/null
+    stop_server
+}
+
 stack_overflow() {
     local size bin status where died="" last_died="" trace="$TMP/overflow.trace"
     for size in 4096 8192 12288 16384 20480 24576; do
@@ -1710,10 +1719,10 @@ stack_overflow() {
     done
     if ! [ -s "$TMP/overflow.body" ] || ! serves; then
         fail "stack overflow: no stack up to $size bytes serves"
-        stop_server
+        stop_traced
         return
     fi
-    stop_server
+    stop_traced
     # Under qemu-user the signal frame and the code differ by CPU: one page
     # may hold a whole plain request (armhf), or not even the frame
     # (aarch64, whose 4 KiB stack dies pushing it).  There -v, deeper by
@@ -1753,7 +1762,7 @@ stack_overflow() {
 overflow_burst() {
     local trace="$TMP/burst.trace" fd1 fd2 reply1 reply2 status
     overflow_run "$TMP/stack-$1-$backend" "$trace" -v || { echo "did not start"; return; }
-    kill -STOP "$PID"
+    kill -STOP "$PID"          # strace, or qemu: the server halts at its next system call
     exec {fd1}<>"/dev/tcp/127.0.0.1/$PORT" {fd2}<>"/dev/tcp/127.0.0.1/$PORT"
     printf 'GET / HTTP/1.0\r\n\r\n' >&$fd1
     printf 'GET / HTTP/1.0\r\n\r\n' >&$fd2
@@ -1762,7 +1771,7 @@ overflow_burst() {
     exec {fd1}>&- {fd2}>&-
     if [[ $reply1 == *"Hello, World!"* && $reply2 == *"Hello, World!"* ]]; then
         echo served
-        stop_server
+        stop_traced
         return
     fi
     wait_until 5 is_gone "$PID"

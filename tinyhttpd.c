@@ -36,11 +36,11 @@
  * glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
  * which aborts ("longjmp causes uninitialized stack frame") whenever a
  * jump lands at a lower stack address than it starts from, unless it
- * starts on the signal stack.  On
- * one stack that check catches jumps into frames that have returned; but a
- * switch between two coroutines jumps from one stack to another, and one
- * of the two directions always goes down, whichever stack is higher.  The
- * check cannot be satisfied, so it is turned off for this file.
+ * starts on the signal stack.  On one stack that check catches jumps into
+ * frames that have returned; but a switch between the loop and a
+ * coroutine jumps from one stack to another, and one of the two
+ * directions always goes down, whichever stack is higher.  The check
+ * cannot be satisfied, so it is turned off for this file.
  * Do not move this below an #include: the headers read it.
  */
 #undef _FORTIFY_SOURCE
@@ -100,22 +100,25 @@
 #endif
 
 /*
- * Tunables.  STACK_SIZE is the one to understand: a coroutine's whole call
- * chain must fit in it, below its struct coro (section 2), rounded up to
- * whole pages.  Measured by painting the stacks (filling each with a
- * pattern, then finding how much of it was overwritten: test.sh's
- * test_stack_depth prints the figures for your machine) on an x86-64 Xeon
- * with AVX-512 and AMX (wide vector and matrix registers), Linux 6.18,
- * glibc 2.36: the signal frame the kernel leaves at the top of each stack
- * (the registers it saves to run a signal handler; section 2 says why it
- * is there) takes 3.3 KiB; serving a request reaches 6.2 KiB below the
- * top, and 7.8 KiB with -v.  Where symbols are bound
- * lazily, the first call of each library function also runs the dynamic
- * linker's resolver on the stack, which saves the vector registers: 9.0
- * KiB.  64 KiB leaves room for CPUs with more registers, and costs only
- * address space: the kernel backs a stack with memory page by page, as it
- * is first written.  An idle keep-alive connection has written two pages
- * (8 KiB, measured with 10,000 of them).
+ * Tunables.  STACK_SIZE is the one to understand.  It is what each
+ * coroutine maps for its stack, rounded up to whole pages; its struct coro
+ * (section 2) takes the top few hundred bytes, and its whole call chain
+ * must fit in the rest.  How much does it need?  We measured by painting
+ * the stacks: filling each with a pattern, then finding how much of it was
+ * overwritten (test.sh's test_stack_depth prints the figures for your
+ * machine).  On an x86-64 Xeon with AVX-512 and AMX (wide vector and
+ * matrix registers), Linux 6.18, glibc 2.36:
+ *   - the signal frame the kernel leaves at the top of each stack (the
+ *     registers it saves to run a signal handler; section 2 says why it is
+ *     there) takes 3.3 KiB;
+ *   - serving a request reaches 6.2 KiB below the top, 7.8 KiB with -v;
+ *   - where symbols are bound lazily, the first call of each library
+ *     function also runs the dynamic linker's resolver on the stack, which
+ *     saves the vector registers: 9.0 KiB.
+ * 64 KiB leaves room for CPUs with more registers, and costs only address
+ * space: the kernel backs a stack with memory page by page, as it is
+ * first written.  An idle keep-alive connection has written two pages (8
+ * KiB, measured with 10,000 of them).
  *
  * GUARD_SIZE must be larger than any one frame on a coroutine's stack, or
  * that frame could step over the guard into the next coroutine's memory.
@@ -501,8 +504,9 @@ coro_main(void)
 
 /* Readies a coroutine from the pool, or a new one, to run body(arg).
  * Returns 0, or -1 with errno set if a new one was needed and could not be
- * made.  Call it on the loop's stack only: then the signal trick never
- * runs on a coroutine's stack, which valgrind refuses (section 5). */
+ * made.  Call it on the loop's stack only: the signal trick must not run
+ * on a coroutine's stack, which was once an alternate signal stack
+ * (valgrind refuses that; section 5). */
 static int
 coro_spawn(void (*body)(int), int arg)
 {
@@ -533,6 +537,8 @@ coro_spawn(void (*body)(int), int arg)
  * deadline.  It lives in the frame of the coroutine that owns the socket;
  * the listener's io belongs to the loop itself, and has no coroutine.
  */
+/* What a coroutine waits for, and what the backend reports: the same
+ * bits, so that io_ready() can match the one against the other. */
 enum { WANT_READ = 1, WANT_WRITE = 2, PEER_CLOSED = 4, URGENT = 8 };
 
 struct io {
@@ -1069,9 +1075,11 @@ enum line { LINE_GONE, LINE_WHOLE, LINE_CUT, LINE_TOO_MUCH };
 /*
  * Finds the next line of a request head, reading as needed, and points
  * *line and *len at it, line end excluded.  Returns LINE_WHOLE; LINE_CUT
- * for the first CONN_BUF_SIZE bytes of a longer line, whose rest the next
- * call drops; LINE_TOO_MUCH once the head passes HEAD_MAX_BYTES; or
- * LINE_GONE if the client closed, failed or timed out.  May yield.
+ * for the first CONN_BUF_SIZE bytes of a longer line; LINE_TOO_MUCH once
+ * the head passes HEAD_MAX_BYTES; or LINE_GONE if the client closed,
+ * failed or timed out.  May yield.  After a cut line, conn->skipping_line
+ * stays set until the line's end has come: the next call drops the rest
+ * of that line, buffer by buffer, and then finds the line after it.
  */
 static enum line
 conn_read_line(struct conn *conn, char **line, size_t *len)
@@ -1219,7 +1227,8 @@ parse_header(const char *line, size_t len, bool is_cut, struct request *req)
         return is_cut ? 431 : 400;
     name_len = (size_t)(colon - line);
     if (name_len == 0 || !all_tchars(line, name_len))
-        return 400;         /* also "Name :" and folded lines (5.1, 5.2) */
+        return 400;         /* also "Name :", and a line folded (continued
+                               from the one before), which 5.2 forbids */
     for (p = colon + 1; p < end; p++) {     /* CTLs but tab: RFC 9110, 5.5 */
         unsigned char c = (unsigned char)*p;
 
