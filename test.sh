@@ -2157,7 +2157,13 @@ def check_idle(d, out, client):
         return 'again: with 750 idle, select kept %.0f%% of its rate and epoll %.0f%%' % (100 * select, 100 * epoll)
 
 
-PREDICATES = [('Two requests on one connection', check_trace), ('pipelined burst', check_burst),
+def check_usage(d, out, client):
+    shown = open(os.path.join(d, 'text.client')).read()
+    if [norm(l) for l in shown.splitlines()] != [norm(l) for l in client.splitlines()]:
+        return 'the usage printed is not the one shown: %r' % client
+
+
+PREDICATES = [('Its options', check_usage), ('Two requests on one connection', check_trace), ('pipelined burst', check_burst),
               ('No system call per switch', check_syscalls), ('Fortify', check_fortify),
               ('too small', check_guard), ('backlog of 5', check_backlog), ('Pipelining', check_pipelining),
               ('Idle connections', check_idle)]
@@ -2194,15 +2200,21 @@ serving_at_least() { [ "$(grep -c 'serving http' "$2")" -ge "$1" ]; }
 # try_one DIR: runs one experiment; its outputs go to DIR/*.out.
 try_one() {
     local dir=$1 pid servers
-    servers=$(grep -o ' -p [0-9]*' "$dir/sh.server" | wc -l)
-    ( cd "$dir" && exec setsid bash sh.server >server.out 2>&1 ) &
-    pid=$!
-    PIDS+=("$pid")
-    if ! wait_until 60 serving_at_least "$servers" "$dir/server.out"; then
-        echo "the server block did not start: $(tail -3 "$dir/server.out")" >"$dir/client.out"
-    else
-        ( cd "$dir" && timeout 120 bash sh.client >client.out 2>&1 )
+    : >"$dir/server.out"
+    if [ -e "$dir/sh.server" ]; then
+        servers=$(grep -o ' -p [0-9]*' "$dir/sh.server" | wc -l)
+        ( cd "$dir" && exec setsid bash sh.server >server.out 2>&1 ) &
+        pid=$!
+        PIDS+=("$pid")
+        if ! wait_until 60 serving_at_least "$servers" "$dir/server.out"; then
+            echo "the server block did not start: $(tail -3 "$dir/server.out")" >"$dir/client.out"
+            kill -KILL -- "-$pid" 2>/dev/null
+            wait "$pid" 2>/dev/null
+            return
+        fi
     fi
+    ( cd "$dir" && timeout 120 bash sh.client >client.out 2>&1 )
+    [ -n "${pid:-}" ] || return
     kill -INT -- "-$pid" 2>/dev/null
     wait_until 10 is_gone "$pid" || kill -KILL -- "-$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
