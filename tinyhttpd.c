@@ -112,9 +112,10 @@
  *     registers it saves to run a signal handler; section 2 says why it is
  *     there) takes 3.3 KiB;
  *   - serving a request reaches 6.1 KiB below the top, 7.7 KiB with -v;
- *   - where symbols are bound lazily, the first call of each library
- *     function also runs the dynamic linker's resolver on the stack, which
- *     saves the vector registers: 9.0 KiB.
+ *   - where symbols are bound lazily (a shared library's function is
+ *     looked up at its first call, not at start), that first call runs
+ *     the dynamic linker's resolver on the stack, which saves the vector
+ *     registers: the deepest use then reaches 9.0 KiB.
  * 64 KiB leaves room for CPUs with more registers, and costs only address
  * space: the kernel backs a stack with memory page by page, as it is
  * first written.  An idle keep-alive connection has written two pages (8
@@ -122,10 +123,11 @@
  *
  * GUARD_SIZE must be larger than any one frame on a coroutine's stack, or
  * that frame could step over the guard into the next coroutine's memory.
- * The largest measured there: serve_connection(), 2.6 KiB; the resolver,
- * 2.5 KiB (11 KiB where it saves the AMX registers too); and glibc's
- * fprintf to an unbuffered stream, 8.5 KiB (which is why -v buffers
- * stderr).  64 KiB is six times the largest, and costs address space only.
+ * The largest measured there: serve_connection(), 2.6 KiB; the resolver's
+ * own frame, 2.5 KiB (11 KiB where it saves the AMX registers too); and
+ * glibc's fprintf to an unbuffered stream, 8.5 KiB (which is why -v
+ * buffers stderr).  64 KiB is nearly six times the largest, and costs
+ * address space only.
  */
 #ifndef STACK_SIZE
 #define STACK_SIZE (64 * 1024)     /* bytes mapped per stack, struct included */
@@ -253,7 +255,7 @@ coro_init(void)
     map_size = guard_size + whole_pages(STACK_SIZE, (size_t)page);
 }
 
-static void coro_trampoline(int signo);   /* step 5 of the trick: below */
+static void coro_trampoline(int signo);   /* does step 5 of the trick */
 static void coro_main(void);           /* what every coroutine runs: below */
 static struct coro *coro_being_made;   /* read by coro_trampoline() */
 
@@ -315,8 +317,8 @@ restore_mask:
 }
 
 /*
- * The SIGUSR1 handler of step 4, running on the new stack.  Step 5 is its
- * sigsetjmp: it saves the handler's context and returns.  Later, the
+ * The SIGUSR1 handler that step 2 installs and step 4 runs, on the new
+ * stack.  Step 5 is its sigsetjmp: it saves the handler's context and returns.  Later, the
  * coroutine's first coro_resume() jumps to that context: sigsetjmp returns
  * a second time, now 1, here on the new stack, and coro_main() starts.
  * C itself does not promise that jumping back into a function that has
@@ -590,7 +592,9 @@ io_ready(struct io *io, int events)
         coro_ready(io->coro);
 }
 
-/* Backend interface: each backend below provides exactly these. */
+/* Backend interface: each backend below provides exactly these.  The
+ * comments { and }{ and } mark where the #if region opens, turns to the
+ * other backend, and closes (a habit borrowed from Lua's sources). */
 static void loop_init(const sigset_t *wait_mask); /* see catch_signals() */
 static int  loop_accept(int listen_fd);   /* non-blocking fd, or -1, errno */
 static int  loop_add(struct io *io);      /* watch io->fd; -1 if it cannot */
@@ -828,16 +832,20 @@ clock_ms(void)
     return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
 }
 
-/* Both functions below update a link through its address: the neighbour's
- * pointer if there is a neighbour, else the list's first or last. */
 static void
 loop_clear_deadline(struct io *io)
 {
     struct deadline_list *list = io->deadline_list;
 
     if (list != NULL) {
-        *(io->earlier ? &io->earlier->later : &list->first) = io->later;
-        *(io->later ? &io->later->earlier : &list->last) = io->earlier;
+        if (io->earlier != NULL)
+            io->earlier->later = io->later;
+        else
+            list->first = io->later;
+        if (io->later != NULL)
+            io->later->earlier = io->earlier;
+        else
+            list->last = io->earlier;
         io->deadline_list = NULL;
     }
     io->timed_out = false;
@@ -852,7 +860,10 @@ loop_set_deadline(struct io *io, struct deadline_list *list)
     io->deadline_list = list;
     io->earlier = list->last;
     io->later = NULL;
-    *(list->last ? &list->last->later : &list->first) = io;
+    if (list->last != NULL)
+        list->last->later = io;
+    else
+        list->first = io;
     list->last = io;
 }
 
