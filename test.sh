@@ -2518,7 +2518,7 @@ import os, re, statistics, sys
 
 NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'gevent': 'gevent',
          'nginx': 'nginx', 'b5': 'backlog 5', 'b128': 'backlog 128'}
-CLIENT_LIMIT = 95           # client CPU %: at or above it, the client was the limit
+CLIENT_LIMIT = 95           # client CPU %: at or above it, the client could send no faster
 
 
 def seconds(text):
@@ -2719,12 +2719,14 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
                                         ('longest ms', 'longest_ms', 0, False), ('max connect ms', 'connect_max_ms', 0, False),
                                         ('failed (worst)', 'failed', 0, True), ('length failures (worst)', 'length_failures', 0, True),
                                         cpu], 'ab CPU %'))
-    print('\nnode runs the 2009 hello world as it is written today (no Content-Length, so it closes every'
-          '\nconnection); gevent is the 2009 server\'s design in today\'s Python (one greenlet per connection'
-          '\nover an epoll loop, the headers skipped), with a Content-Length.  Every server listens with a'
-          '\nbacklog of 128.  vs node: req/s over node\'s in the same run, then the median over runs.'
-          '\n* The client was the limit: ab used %d%% of its CPU or more (in every run, unless a count says'
-          '\nin how many); compare server CPU per request instead.\n' % CLIENT_LIMIT)
+    print('\nnode runs the 2009 hello world as it is written today (no Content-Length; every server closes'
+          '\nevery connection here anyway, as ab asks for none to be kept); gevent is the 2009 server\'s'
+          '\ndesign in today\'s Python (one greenlet per connection over an epoll loop, the headers skipped),'
+          '\nwith a Content-Length.  Every server listens with a backlog of 128.  vs node: req/s over'
+          '\nnode\'s in the same run, then the median over runs.'
+          '\n* ab used %d%% of its CPU or more (in every run, unless a count says in how many): it could'
+          '\nsend no faster, so req/s says little about the server; compare server CPU per request instead.\n'
+          % CLIENT_LIMIT)
     print('### Then and now: the 2009 workload\n')
     print(then_and_now(rows, servers))
     print('\n2009: the four ab runs the post published; "vs node" is against the mean of its two node runs,'
