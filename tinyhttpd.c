@@ -1653,9 +1653,9 @@ listener_url(int fd, char *url, size_t size)
  * Each connection takes a descriptor: raise the soft limit as far as the
  * system grants, which is the hard limit on Linux.  Not everywhere: macOS
  * reports an unlimited hard limit but refuses more than its
- * kern.maxfilesperproc, whatever that is set to.  So a refused raise is
- * followed by a search, by halves, for the largest limit granted: at most
- * 64 calls, once, at start.  A refused setrlimit(2) changes nothing.
+ * kern.maxfilesperproc (kern.maxfiles for root), whatever that is set
+ * to.  So a refused raise is followed by a search, by halves, for the
+ * largest limit granted: at most 64 calls, once, at start.  A refused setrlimit(2) changes nothing.
  */
 static void
 raise_fd_limit(void)
