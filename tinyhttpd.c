@@ -36,7 +36,8 @@
  * glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
  * which aborts ("longjmp causes uninitialized stack frame") whenever a
  * jump lands at a lower stack address than it starts from, unless it
- * starts on the signal stack.  On one stack that check catches jumps into
+ * starts on the alternate signal stack (none of ours does: step 6 of the
+ * trick, in section 2, unregisters each new stack).  On one stack that check catches jumps into
  * frames that have returned; but a switch between the loop and a
  * coroutine jumps from one stack to another, and one of the two
  * directions always goes down, whichever stack is higher.  The check
@@ -125,10 +126,12 @@
  *
  * GUARD_SIZE must be larger than any one frame on a coroutine's stack, or
  * that frame could step over the guard into the next coroutine's memory.
- * The largest measured there: serve_connection(), 2.6 KiB; the resolver's
- * own frame, 2.5 KiB (a resolver that saved every register, AMX's tiles
- * too, would need 11 KiB: CPUID leaf 0xD's size of the save area); and
- * glibc's fprintf to an unbuffered stream, 8.5 KiB (which is why -v
+ * The largest found there: serve_connection(), 2.6 KiB (gcc
+ * -fstack-usage); the dynamic linker's resolver, 2.5 KiB (the area where
+ * it saves the vector registers, xsavec, sized as the CPU reports; the CPU
+ * reports, in CPUID leaf 0xD, that saving all of its registers, AMX's
+ * tiles too, would take 11 KiB); and glibc's fprintf to an unbuffered
+ * stream, 8.5 KiB (an 8 KiB buffer in glibc's source: which is why -v
  * buffers stderr).  64 KiB is nearly six times even the 11 KiB, and costs
  * address space only.
  */
@@ -191,7 +194,9 @@ broken(const char *what)
  * in the middle (yield) and later go on where it stopped (be resumed).
  * Here the event loop runs on the program's own stack and resumes one
  * ready coroutine at a time; each runs until it yields back to the loop.
- * Nothing runs in parallel, so nothing needs a lock.
+ * Nothing runs in parallel, so nothing needs a lock.  A function whose
+ * comment ends "May yield" can let other coroutines run before it
+ * returns: what they share may have changed when it does.
  *
  * Each coroutine is one mmap(2) call, its struct on top of its stack.  The
  * guard at the bottom is made inaccessible with mprotect(2), which splits
@@ -200,7 +205,7 @@ broken(const char *what)
  *     high  +------------------------+  -
  *           | struct coro            |  |  context, links, id
  *           +------------------------+  |  <- the stack starts here
- *           | signal frame (unused)  |  |  left by the kernel in step 4
+ *           | signal frame (dead)    |  |  left by the kernel in step 4
  *           | the coroutine's frames |  |  of coro_make_context()
  *           |           |            |  STACK_SIZE
  *           |           v            |  |  the stack grows down...
@@ -435,7 +440,7 @@ coro_ready(struct coro *c)
     ready_last = c;
 }
 
-/* Yields, but stays ready: the others get a turn first.  May yield. */
+/* Yields, but stays ready: the others get a turn first. */
 static void
 coro_let_others_run(void)
 {
@@ -469,12 +474,13 @@ coro_run_ready(void)
 
 /*
  * The pool.  A coroutine whose body has returned parks in the pool, and is
- * handed the next connection: the mmap and the signal trick, 13 system
- * calls (strace -f, glibc 2.36: mmap, mprotect, then 11 for the trick,
- * raise() being three) and, with the munmap, 6.6 us of CPU (a build with
- * PARKED_MAX 0 against this one, ab -n 50000 -c 50, on the machine of the
- * README's numbers), are paid only while the pool grows.  Beyond
- * PARKED_MAX it is unmapped instead, so memory follows the load down.
+ * handed the next connection.  Making a coroutine takes 13 system calls
+ * (strace -f, glibc 2.36: mmap, mprotect, then 11 for the trick, raise()
+ * being three); making and unmapping one takes 6.6 us of CPU (a build
+ * with PARKED_MAX 0 against this one, ab -n 50000 -c 50, on the machine of
+ * the README's numbers).  The pool pays that only while it grows.  Beyond
+ * PARKED_MAX a finished coroutine is unmapped instead, so memory follows
+ * the load down.
  *
  *     parked -> coro 4 -> coro 9 -> coro 2 -> NULL     (linked by next)
  */
@@ -827,8 +833,9 @@ static struct deadline_list *const deadline_lists[] = {
 /* Milliseconds on a clock that only goes forward.  On Linux,
  * clock_gettime(2) is answered in user space, by code the kernel maps into
  * every process (the vDSO, vdso(7)), without a system call, where the
- * clock source allows it (the TSC does, and kvm-clock; hpet does not):
- * reading it per request is cheaper than keeping a cached time right. */
+ * hardware clock the kernel reads allows it (the CPU's counter, TSC, does,
+ * and kvm-clock in a VM; hpet does not): reading it per request is
+ * cheaper than caching the time and keeping the cache up to date. */
 static int64_t
 clock_ms(void)
 {
@@ -1554,7 +1561,8 @@ static struct io listener;             /* coro NULL: served by the loop */
  * while it runs.  Its waiting_for is 0 meanwhile, so select is not asked
  * about a listener that stays readable, which would wake it at once, and
  * again, until the pause ends.  When the deadline passes the loop simply
- * tries again (serve_forever()).
+ * tries again (serve_forever()): listener.may_read stayed true through the
+ * pause, so the retry needs no new event.
  */
 static bool
 accept_paused(void)
@@ -1655,7 +1663,8 @@ listener_url(int fd, char *url, size_t size)
  * reports an unlimited hard limit but refuses more than its
  * kern.maxfilesperproc (kern.maxfiles for root), whatever that is set
  * to.  So a refused raise is followed by a search, by halves, for the
- * largest limit granted: at most 64 calls, once, at start.  A refused setrlimit(2) changes nothing.
+ * largest limit granted: at most 64 calls, once, at start.  The search
+ * relies on a refused setrlimit(2) changing nothing.
  */
 static void
 raise_fd_limit(void)
@@ -1723,12 +1732,13 @@ catch_signals(sigset_t *wait_mask)
 }
 
 /*
- * True if SIGINT or SIGTERM is pending.  The wait runs the handler only if
- * it finds no socket ready: a wait that finds some returns them and
- * blocks the signal again, leaving it pending; so does epoll_pwait with a
- * timeout of 0 (a coroutine is ready again) even when none is ready,
- * while pselect then fails with EINTR (Linux 6.18; a test program with
- * SIGINT raised before each call).  A server kept busy may never sleep, so the
+ * True if SIGINT or SIGTERM is pending.  The wait does not always run the
+ * handler (Linux 6.18, a test program raising SIGINT before each call):
+ * a wait that finds sockets ready returns them and leaves the signal
+ * pending, and so does epoll_pwait with a timeout of 0 (a coroutine is
+ * ready again) that finds none; only a wait that finds none and may
+ * sleep, or a pselect with a timeout of 0 that finds none, fails with
+ * EINTR and runs the handler.  A server kept busy may never sleep, so the
  * loop also asks the kernel, with sigpending(2), but at most every
  * STOP_CHECK_MS: a call per turn would be a call per connection under ab.
  * sigpending rather than sigtimedwait: it is in every POSIX system (macOS
@@ -1787,8 +1797,8 @@ usage(FILE *out, int status)
             "              0.0.0.0 to be reached from other machines)\n"
             "  -p PORT     port, 0 for any free one (default %d)\n"
             "  -b BACKLOG  connections the kernel queues for accept (default %d)\n"
-            "  -t SECONDS  time each request may take, from the wait for it to the\n"
-            "              end of its reply: idle, sending, reading (default %d)\n"
+            "  -t SECONDS  time allowed for each request: the wait for it (keep-alive),\n"
+            "              reading it, and sending the reply (default %d)\n"
             "  -v          trace coroutines and the loop on stderr\n"
             "  -h          show this help\n",
             DEFAULT_ADDRESS, DEFAULT_PORT, DEFAULT_BACKLOG, DEFAULT_IDLE_TIMEOUT_S);
