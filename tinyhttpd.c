@@ -1107,7 +1107,10 @@ enum line { LINE_GONE, LINE_WHOLE, LINE_CUT, LINE_TOO_MUCH };
  * the head passes HEAD_MAX_BYTES; or LINE_GONE if the client closed,
  * failed or timed out.  May yield.  After a cut line, conn->skipping_line
  * stays set until the line's end has come: the next call drops the rest
- * of that line, buffer by buffer, and then finds the line after it.
+ * of that line, buffer by buffer, and then finds the line after it.  So a
+ * 5 KiB header line, with a 2 KiB buffer, gives LINE_CUT for its first 2
+ * KiB; the next call drops the other 3 KiB, a buffer at a time as they
+ * come, and returns the line after it.
  */
 static enum line
 conn_read_line(struct conn *conn, char **line, size_t *len)
