@@ -38,11 +38,11 @@
  * jump lands at a lower stack address than it starts from, unless it
  * starts on the alternate signal stack and lands outside it (no switch
  * here does: step 6 of the trick, in section 2, unregisters each new
- * stack).  On one stack that check catches jumps into
- * frames that have returned; but a switch between the loop and a
- * coroutine jumps from one stack to another, and one of the two
- * directions always goes down, whichever stack is higher.  The check
- * cannot be satisfied, so it is turned off for this file.
+ * stack).  On one stack that check catches jumps into frames that have
+ * returned; but a switch between the loop and a coroutine jumps from one
+ * stack to another, and one of the two directions always goes down,
+ * whichever stack is higher.  The check cannot be satisfied, so it is
+ * turned off for this file.
  * Do not move this below an #include: the headers read it.
  */
 #undef _FORTIFY_SOURCE
@@ -113,11 +113,12 @@
  *   - the signal frame the kernel leaves at the top of each stack (the
  *     registers it saves to run a signal handler; section 2 says why it is
  *     there) takes 3.3 KiB;
- *   - serving a request reaches 6.1 KiB below the top, 7.7 KiB with -v;
+ *   - serving a request reaches 6.2 KiB below the top, 7.8 KiB with -v
+ *     (with LD_BIND_NOW=1; both builds alike within 32 bytes);
  *   - where symbols are bound lazily (a shared library's function is
  *     looked up at its first call, not at start), that first call runs
  *     the dynamic linker's resolver on the stack, which saves the vector
- *     registers: the deepest use then reaches 9.0 KiB.
+ *     registers: the deepest use then reaches 9.1 KiB.
  * 64 KiB leaves room for CPUs with more registers, and costs only address
  * space: the kernel backs a stack with memory page by page, as it is
  * first written.  (Unless overcommit is turned off, vm.overcommit_memory
@@ -128,13 +129,12 @@
  * GUARD_SIZE must be larger than any one frame on a coroutine's stack, or
  * that frame could step over the guard into the next coroutine's memory.
  * The largest found there: serve_connection(), 2.6 KiB (gcc
- * -fstack-usage); the dynamic linker's resolver, 2.5 KiB (the area where
- * it saves the vector registers, xsavec, sized as the CPU reports; the CPU
- * reports, in CPUID leaf 0xD, that saving all of its registers, AMX's
- * tiles too, would take 11 KiB); and glibc's fprintf to an unbuffered
- * stream, 8.5 KiB (an 8 KiB buffer in glibc's source: which is why -v
- * buffers stderr).  64 KiB is nearly six times even the 11 KiB, and costs
- * address space only.
+ * -fstack-usage); the resolver above, 2.5 KiB, nearly all of it the area
+ * where it saves the x87, SSE, AVX and AVX-512 registers (2,432 bytes, by
+ * the sizes CPUID leaf 0xD reports; with AMX's tiles too it would be 11
+ * KiB); and glibc's fprintf to an unbuffered stream, 8.5 KiB, an 8 KiB
+ * buffer in glibc's source, which is why -v buffers stderr.  64 KiB is
+ * nearly six times even the 11 KiB, and costs address space only.
  */
 #ifndef STACK_SIZE
 #define STACK_SIZE (64 * 1024)     /* bytes mapped per stack, struct included */
@@ -196,7 +196,7 @@ broken(const char *what)
  * Here the event loop runs on the program's own stack and resumes one
  * ready coroutine at a time; each runs until it yields back to the loop.
  * Nothing runs in parallel, so nothing needs a lock.  A function whose
- * comment ends "May yield" can let other coroutines run before it
+ * comment says "May yield" can let other coroutines run before it
  * returns: what they share may have changed when it does.
  *
  * Each coroutine is one mmap(2) call, its struct on top of its stack.  The
@@ -327,9 +327,10 @@ restore_mask:
 
 /*
  * The SIGUSR1 handler that step 2 installs and step 4 runs, on the new
- * stack.  Step 5 is its sigsetjmp: it saves the handler's context and returns.  Later, the
- * coroutine's first coro_resume() jumps to that context: sigsetjmp returns
- * a second time, now 1, here on the new stack, and coro_main() starts.
+ * stack.  Step 5 is its sigsetjmp: it saves the handler's context and
+ * returns.  Later, the coroutine's first coro_resume() jumps to that
+ * context: sigsetjmp returns a second time, now 1, here on the new stack,
+ * and coro_main() starts.
  * C itself does not promise that jumping back into a function that has
  * returned works (C11, 7.13.2.1): it works here because nothing has
  * written over the handler's frame since, as the stack was not used in
@@ -381,14 +382,13 @@ coro_create(void)
  * mask would cost two sigprocmask(2) calls per switch (on the machine of
  * the README's numbers, a sigsetjmp and siglongjmp took 4 ns, and 92 ns
  * saving the mask: ten million of each in a loop, on an idle CPU; 6 and
- * 181 ns in a reviewer's run at another hour).
- * Nothing is lost: the mask is the same everywhere but inside
- * coro_make_context() and the loop's wait (loop_poll() in section 3, with
- * the mask catch_signals() makes in section 5).  Keep the save and the
- * jump together in this small function: no caller's local is then
- * live across sigsetjmp, which is what gcc's -Wclobbered warns about (a
- * local kept in a register may hold a stale value when the jump comes
- * back).
+ * 181 ns in a reviewer's run at another hour).  Nothing is lost: the mask
+ * is the same everywhere but inside coro_make_context() and the loop's
+ * wait (loop_poll() in section 3, with the mask catch_signals() makes in
+ * section 5).  Keep the save and the jump together in this small
+ * function: no caller's local is then live across sigsetjmp, which is
+ * what gcc's -Wclobbered warns about (a local kept in a register may hold
+ * a stale value when the jump comes back).
  */
 static void
 coro_switch(sigjmp_buf from, sigjmp_buf to)
@@ -812,9 +812,9 @@ loop_poll(int timeout_ms)
  * (LINGER_MS, section 4) or an accept pause (ACCEPT_PAUSE_MS, section 5).
  * Deadlines of one length are set in the order they fall due (the same
  * length added to a clock that only goes forward), so a list per length
- * stays sorted if each new one is appended: setting, clearing
- * and expiring a deadline cost the same with ten connections or ten
- * thousand, and the next deadline to fall due heads one of the lists.
+ * stays sorted if each new one is appended: setting, clearing and
+ * expiring a deadline cost the same with ten connections or ten thousand,
+ * and the next deadline to fall due heads one of the lists.
  *
  *     idle_deadlines:    io (10:00:01) <-> io (10:00:04) <-> io (10:00:09)
  *     linger_deadlines:  io (10:00:02)
