@@ -285,10 +285,10 @@ def expect_hello(reply, what='reply'):
     return headers
 
 
-def expect_error(conn, status, what):
+def expect_error(conn, status, what, head=False):
     """The next reply is status with Connection: close, then the server closes."""
     try:
-        got, headers, _ = conn.reply()
+        got, headers, _ = conn.reply(head=head)
     except (EOFError, ConnectionResetError):
         raise AssertionError('%s: connection closed without a %d reply' % (what, status))
     expect(got == status, '%s: status %d, want %d' % (what, got, status))
@@ -526,6 +526,19 @@ def test_too_large(port):
     print('431 or 414 and close for 5 kinds; RSS %d -> %d KiB' % (rss_before, rss_after))
 
 
+def test_head_errors(port):
+    """An error in reply to HEAD has no body either (RFC 9110, 9.3.2)."""
+    cases = [(b'HEAD / HTTP/2.0\r\n\r\n', 505, 'HEAD / HTTP/2.0'),
+             (b'HEAD /' + b'p' * 3000 + b' HTTP/1.1\r\n\r\n', 414, 'HEAD with a 3 KB target'),
+             (b'HEAD / HTTP/1.1\r\nX: a\x00b\r\n\r\n', 400, 'HEAD with a NUL in a header'),
+             (b'HEAD / HTTP/1.1\r\n' + b'X: y\r\n' * 2000 + b'\r\n', 431, 'HEAD with 2000 header lines')]
+    for request, status, what in cases:
+        c = Conn(port)
+        send_all_you_can(c.sock, request)
+        expect_error(c, status, what + ' (a body would show as bytes after the head)', head=True)
+    print('505, 414, 400 and 431 to HEAD: headers only')
+
+
 def test_versions(port):
     for request, what in ((b'GET / HTTP/2.0\r\n\r\n', 'HTTP/2.0'), (b'GET / HTTP/3.0\r\n\r\n', 'HTTP/3.0'),
                           (b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'the HTTP/2 preface'),
@@ -581,10 +594,12 @@ def expected_reply(data):
     kind, line = next_line()
     while kind == 'whole' and line == b'':
         kind, line = next_line()
-    if kind != 'whole':
-        return {'gone': 0, 'cut': 414, 'too much': 431}[kind], False
+    if kind in ('gone', 'too much'):
+        return {'gone': 0, 'too much': 431}[kind], False
+    is_head = line.startswith(b'HEAD ')     # noted before any check
+    if kind == 'cut':
+        return 414, is_head
     status = request_line_status(line)
-    is_head = status == 200 and line.startswith(b'HEAD ')
     while status == 200:
         kind, line = next_line()
         if kind in ('gone', 'too much'):
@@ -697,13 +712,14 @@ def test_fuzz(port, seed, count):
 
 
 def test_deadlines(port):
-    """Run with -t 1: a silent client and a slowloris are closed in about 1 s."""
+    """Run with -t 1: a slowloris is closed in about 1 s, a silent client in
+    about 2 (where the kernel defers accept, it holds a silent one for 1 s)."""
     start = time.monotonic()
     silent, slow = Conn(port), Conn(port)
     closed = {}
     slow_request, sent, next_byte = b'GET / HTTP/1.1\r\nX-Slow: ' + b'a' * 100, 0, start
     worst_normal = 0.0
-    while len(closed) < 2 and time.monotonic() - start < 4:
+    while len(closed) < 2 and time.monotonic() - start < 5:
         now = time.monotonic()
         if 'slow' not in closed and now >= next_byte:
             try:
@@ -727,7 +743,7 @@ def test_deadlines(port):
         expect_hello(normal.reply(), 'a normal client meanwhile')
         normal.close()
         worst_normal = max(worst_normal, time.monotonic() - t)
-    expect('silent' in closed and closed['silent'] < 2.0, 'silent client open after %.1f s' % (time.monotonic() - start))
+    expect('silent' in closed and closed['silent'] < 3.0, 'silent client open after %.1f s' % (time.monotonic() - start))
     expect('slow' in closed and closed['slow'] < 2.0, 'slowloris open after %.1f s, %d bytes sent' % (time.monotonic() - start, sent))
     expect(worst_normal < 0.2, 'a normal client waited %.0f ms' % (worst_normal * 1000))
     idle = Conn(port)
@@ -1288,6 +1304,62 @@ test_no_syscall_per_switch() {
     fi
 }
 
+# The Linux listener defers accept, so a connection's request has come by
+# the time it is accepted: served from its first read, a connection must
+# cost one read and no epoll_ctl (the socket joins epoll's set only when a
+# coroutine must wait on it).  ab sends each request on a new connection.
+test_one_read_per_connection() {
+    local trace="$TMP/one-read.$backend" n=2000 accepted reads ctl
+    [ "$backend" = epoll ] || { skipped "one read, no epoll_ctl per connection: epoll only"; return; }
+    [ -n "$QEMU" ] || native_only "one read per connection" || return
+    start_server "${TRACED_RUN[@]}" "$BIN" || { fail "one read per connection: server did not start"; return; }
+    if ! attach_strace "$trace" accept4,read,epoll_ctl; then
+        skipped "one read per connection: strace cannot attach here"
+        stop_server
+        return
+    fi
+    ab -q -n "$n" -c 10 "$URL" >/dev/null 2>&1
+    detach_strace
+    stop_server
+    accepted=$(grep -cE 'accept4\(.*\) += [0-9]+$' "$trace")
+    reads=$(grep -c 'read(' "$trace")
+    ctl=$(grep -c 'epoll_ctl(' "$trace")
+    if [ "$accepted" -lt "$n" ]; then
+        fail "one read per connection: strace saw $accepted connections accepted for $n requests"
+    elif [ "$ctl" -ne 0 ] || [ "$reads" -ne "$accepted" ]; then
+        fail "one read per connection: $accepted connections cost $reads reads and $ctl epoll_ctl calls, want $accepted and 0"
+    else
+        ok "one read per connection: $accepted connections (ab -n $n), $reads reads, no epoll_ctl"
+    fi
+}
+
+# x86's shadow stack would stop the first switch between stacks, and a
+# distribution may one day turn it on for every marked program.  The
+# Makefile builds with -fcf-protection=none where the compiler takes it:
+# an object it compiles must carry no SHSTK mark, even with
+# -fcf-protection=full asked first (as Ubuntu's gcc asks by default).
+test_no_shadow_stack_mark() {
+    local dir="$TMP/cet"
+    [ "$backend" = epoll ] || { skipped "no shadow-stack mark: checked once"; return; }
+    native_only "no shadow-stack mark" || return
+    if [ "$(uname -m)" != x86_64 ] || ! command -v readelf >/dev/null; then
+        skipped "no shadow-stack mark: x86-64 and readelf only"
+        return
+    fi
+    mkdir -p "$dir"
+    cp Makefile tinyhttpd.c "$dir/"
+    if ! cc -O2 -fcf-protection=full -c -o "$dir/control.o" tinyhttpd.c 2>/dev/null ||
+            ! readelf -n "$dir/control.o" | grep -q SHSTK; then
+        skipped "no shadow-stack mark: this compiler does not mark objects"
+    elif ! make -s -C "$dir" CFLAGS="-O2 -fcf-protection=full -c" tinyhttpd-epoll >/dev/null 2>&1; then
+        fail "no shadow-stack mark: make CFLAGS='-O2 -fcf-protection=full -c' failed"
+    elif readelf -n "$dir/tinyhttpd-epoll" | grep -q SHSTK; then
+        fail "no shadow-stack mark: the Makefile's object says '$(readelf -n "$dir/tinyhttpd-epoll" | grep SHSTK | sed 's/^ *//')'"
+    else
+        ok "no shadow-stack mark: with -fcf-protection=full asked first, the Makefile's object has no SHSTK property (readelf -n)"
+    fi
+}
+
 test_fortify() {
     local bin control="$TMP/control" level out
     [ -n "$QEMU" ] || native_only "fortify" || return
@@ -1298,7 +1370,7 @@ test_fortify() {
         skipped "fortify: this toolchain does not fortify longjmp"
         return
     fi
-    for level in 2 3; do            # 3: Ubuntu's default since 24.04
+    for level in 1 2 3; do          # any level swaps in __longjmp_chk; 3: Ubuntu's default since 24.04
         bin="$TMP/fortify$level-$backend"
         if ! "$TEST_CC" -O2 -D_FORTIFY_SOURCE=$level -Wall -Wextra -Werror -D"USE_$(tr a-z A-Z <<<"$backend")" \
                 -o "$bin" tinyhttpd.c 2>"$TMP/fortify.err"; then
@@ -1319,7 +1391,7 @@ test_fortify() {
         fi
         stop_server
     done
-    ok "fortify: the -O2 -D_FORTIFY_SOURCE=2 and =3 builds have no __longjmp_chk, and serve"
+    ok "fortify: the -O2 -D_FORTIFY_SOURCE=1, =2 and =3 builds have no __longjmp_chk, and serve"
 }
 
 test_stop_signals() {
@@ -1357,6 +1429,27 @@ test_command_line() {
         fail "command line: want usage and exit 2 (0 for -h):$bad"
     else
         ok "command line: 9 bad argument lists exit 2 with usage, -h exits 0"
+    fi
+}
+
+# The start-up line names the backlog the kernel keeps, not the one asked:
+# Linux caps it at net.core.somaxconn.  Under qemu-user, which passes
+# TCP_INFO only 4 bytes, it says the number was asked.
+test_backlog_in_force() {
+    local max asked want got bad=""
+    max=$(cat /proc/sys/net/core/somaxconn)
+    for asked in 5 65535; do
+        want=$((asked < max ? asked : max))
+        start_server "${RUN[@]}" "$BIN" -b "$asked" || { fail "backlog: server did not start"; return; }
+        got=$(sed -n 's/.* (backlog \(.*\))$/\1/p' "$OUT")
+        stop_server
+        [ "$got" = "$want" ] || { [ -n "$QEMU" ] && [ "$got" = "$asked asked" ]; } ||
+            bad="$bad -b $asked: '(backlog $got)', want '(backlog $want)';"
+    done
+    if [ -n "$bad" ]; then
+        fail "backlog in force (net.core.somaxconn $max):$bad"
+    else
+        ok "backlog in force: -b 5 and -b 65535 print the kernel's 5 and $((65535 < max ? 65535 : max)) (net.core.somaxconn $max)"
     fi
 }
 
@@ -1466,7 +1559,7 @@ test_trace() {
     id=$(sed -n "s/^coro \([0-9]*\) handed fd $fd\$/\1/p" "$OUT.err" | head -1)
     events=$(grep "^coro $id " "$OUT.err" | sed "s/^coro $id //; s/fd $fd\b/fd F/; s/stack 0x.*/stack S/" |
         tr '\n' ';')
-    want="created, stack S;resumed;handed fd F;waits on fd F for read;resumed;replies 200 on fd F;"
+    want="created, stack S;resumed;handed fd F;replies 200 on fd F;"
     want="${want}waits on fd F for read;resumed;replies 200 on fd F;waits on fd F for read;resumed;"
     want="${want}done with fd F;parked;"
     if [ -z "$fd" ] || [ -z "$id" ]; then
@@ -1515,6 +1608,7 @@ test_bad_input() {
     check "malformed request lines and headers: 400" malformed
     check "too large: heads over 8 KiB 431, request line over 2 KiB 414" too_large
     check "versions: 2.0, 3.0, 0.9, the HTTP/2 preface 505; 1.2 and 1.9 as 1.1" versions
+    check "errors in reply to HEAD carry no body" head_errors
     check "fuzz, seed 1" -- -t 2 -- fuzz 1 "$FUZZ_COUNT"
 }
 
@@ -1981,9 +2075,12 @@ run_suite() {
     test_ab "ab -k" -k
     test_many_connections
     test_no_syscall_per_switch
+    test_one_read_per_connection
+    test_no_shadow_stack_mark
     test_fortify
     test_stop_signals
     test_command_line
+    test_backlog_in_force
     test_port_in_use
     test_fd_limit_search
     test_ipv6
@@ -2285,13 +2382,18 @@ bench_setup() {
     if [ -n "$GEVENT_PY" ]; then PEERS="$PEERS gevent"; else
         echo "bench: no gevent for python3 or /usr/bin/python3: skipping its rows (Debian/Ubuntu: apt-get install python3-gevent; elsewhere: pip install gevent)"; fi
     NGINX=$(command -v nginx || ls /usr/sbin/nginx 2>/dev/null)
-    if [ -n "$NGINX" ]; then PEERS="$PEERS nginx"; else
+    if [ -n "$NGINX" ]; then PEERS="$PEERS nginx nginx-deferred"; else
         echo "bench: no nginx: skipping its rows (Debian/Ubuntu: apt-get install nginx-light)"; fi
     HAVE_WRK=""
     if command -v wrk >/dev/null; then HAVE_WRK=1; else
         echo "bench: no wrk: skipping the wrk rows (Debian/Ubuntu: apt-get install wrk)"; fi
     echo "bench: raw outputs in $BENCH_DIR"
     machine_line >"$BENCH_DIR/machine.txt"
+    # The SYN retransmission sysctls where the clients run: per network
+    # namespace, and at their defaults in a new one.  Linux before 6.5 has
+    # no tcp_syn_linear_timeouts: it doubles from the first try, as if 0.
+    echo "$(cat /proc/sys/net/ipv4/tcp_syn_linear_timeouts 2>/dev/null || echo 0) $(cat /proc/sys/net/ipv4/tcp_syn_retries)" \
+        >"$BENCH_DIR/syn.txt"
     echo "bench: $(cat "$BENCH_DIR/machine.txt")"
 }
 
@@ -2397,7 +2499,7 @@ PY
         "${SERVER_CPU[@]}" "$GEVENT_PY" "$BENCH_DIR/gevent_hello.py" "$port" "$backlog" \
             >"$BENCH_DIR/gevent.log" 2>&1 &
         PID=$! ;;
-    nginx)
+    nginx | nginx-deferred)   # the second with "listen ... deferred", as tinyhttpd defers
         port=$(free_port)
         mkdir -p "$BENCH_DIR/nginx"
         # "user": nginx started by root (also the root of the bench's user
@@ -2419,7 +2521,7 @@ http {
     uwsgi_temp_path $BENCH_DIR/nginx/uwsgi;
     scgi_temp_path $BENCH_DIR/nginx/scgi;
     server {
-        listen 127.0.0.1:$port backlog=$backlog;
+        listen 127.0.0.1:$port backlog=$backlog$([ "$1" = nginx-deferred ] && echo ' deferred');
         location / { return 200 "Hello, World!\n"; }
     }
 }
@@ -2517,7 +2619,7 @@ bench() {
 import os, re, statistics, sys
 
 NAMES = {'epoll': 'tinyhttpd-epoll', 'select': 'tinyhttpd-select', 'node': 'node', 'gevent': 'gevent',
-         'nginx': 'nginx', 'b5': 'backlog 5', 'b128': 'backlog 128'}
+         'nginx': 'nginx', 'nginx-deferred': 'nginx, deferred', 'b5': 'backlog 5', 'b128': 'backlog 128'}
 CLIENT_LIMIT = 95           # client CPU %: at or above it, the client could send no faster
 
 
@@ -2562,14 +2664,32 @@ def per_request(path):
     request was sent again: 200 ms is Linux's least retransmission timeout)."""
     if not os.path.exists(path):
         return {}
-    slow_connects = slow_requests = 0
+    slow_connects, slow_requests = [], 0
     with open(path) as f:
         next(f)
         for line in f:
             ctime, dtime = (int(x) for x in line.split('\t')[2:4])
-            slow_connects += ctime >= 1000
+            if ctime >= 1000:
+                slow_connects.append(ctime)
             slow_requests += dtime >= 200
-    return {'slow_connects': slow_connects, 'slow_requests': slow_requests}
+    return {'slow_connects': len(slow_connects), 'connect_times': slow_connects, 'slow_requests': slow_requests}
+
+
+def syn_schedule(path):
+    """When a client sends a dropped SYN again, in seconds after the first,
+    by the sysctls in force where the clients ran (syn.txt: "LINEAR RETRIES").
+    The first wait is 1 s (RFC 6298); Linux 6.5 and later keep it for LINEAR
+    + 1 tries before doubling, and add LINEAR to the tries (tcp_timer.c,
+    tcp_retransmit_timer() and tcp_write_timeout()); older kernels have no
+    such sysctl, as if it were 0.  Returns (times, linear, retries)."""
+    linear, retries = (int(x) for x in open(path).read().split())
+    times, at, wait = [], 0, 1
+    for k in range(1, retries + linear + 1):
+        at += wait
+        times.append(at)
+        if k > linear:
+            wait *= 2
+    return times, linear, retries
 
 
 def counters(path):
@@ -2618,6 +2738,14 @@ def node_ratio(rows, table, server):
     return '%.2fx' % statistics.median(ratios) if ratios else '-'
 
 
+def nginx_cpu_ratio(rows, table, server):
+    """CPU per request over nginx's (its default listener) in the same run, then the median."""
+    nginx = {r['run']: r['cpu_per_request'] for r in runs_of(rows, table, 'nginx') if r['requests']}
+    ratios = [r['cpu_per_request'] / nginx[r['run']] for r in runs_of(rows, table, server)
+              if r['run'] in nginx and r['requests']]
+    return '%.2fx' % statistics.median(ratios) if ratios else '-'
+
+
 def client_cell(rows, table, server):
     """The client's CPU %, marked * where it was the limit (>= 95%)."""
     runs = runs_of(rows, table, server)
@@ -2630,7 +2758,9 @@ def client_cell(rows, table, server):
 
 def table(rows, name, servers, columns, client, with_node=True):
     """Markdown rows: columns are (title, key, digits, worst)."""
-    head = ['server'] + [c[0] for c in columns] + [client] + (['vs node'] if with_node else [])
+    with_nginx = bool(runs_of(rows, name, 'nginx'))
+    head = ['server'] + [c[0] for c in columns] + [client] + (['vs node'] if with_node else []) + \
+        (['CPU vs nginx'] if with_nginx else [])
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for s in servers:
         if median(rows, name, s, 'rps') is None:
@@ -2639,6 +2769,8 @@ def table(rows, name, servers, columns, client, with_node=True):
         cells.append(client_cell(rows, name, s))
         if with_node:
             cells.append(node_ratio(rows, name, s))
+        if with_nginx:
+            cells.append(nginx_cpu_ratio(rows, name, s))
         out.append('| ' + ' | '.join(cells) + ' |')
     return '\n'.join(out)
 
@@ -2648,11 +2780,14 @@ def bars(value, top, width=30):
 
 
 def chart(rows):
-    lines = ['select and epoll as connections grow: 50 busy (wrk -t1 -c50) among N open, the rest idle',
+    """Few busy connections among many idle ones: each select call then
+    serves a few requests and scans every descriptor for them.  (With 50
+    busy, one call returns many ready sockets, which share the scan.)"""
+    lines = ['select and epoll as connections grow: 4 busy (wrk -t1 -c4) among N open, the rest idle',
              '', '  open  build    req/s (thousands)                        server CPU us per request']
     rps_top = max(r['rps'] for r in rows if r['table'].startswith('open')) / 1000
     cpu_top = max(r['cpu_per_request'] for r in rows if r['table'].startswith('open'))
-    for n in (50, 200, 800):
+    for n in (4, 300, 900):
         for s in ('epoll', 'select'):
             rps = median(rows, 'open%d' % n, s, 'rps')
             cpu = median(rows, 'open%d' % n, s, 'cpu_per_request')
@@ -2723,7 +2858,9 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
           '\nevery connection here anyway, as ab asks for none to be kept); gevent is the 2009 server\'s'
           '\ndesign in today\'s Python (one greenlet per connection over an epoll loop, the headers skipped),'
           '\nwith a Content-Length.  Every server listens with a backlog of 128.  vs node: req/s over'
-          '\nnode\'s in the same run, then the median over runs.'
+          '\nnode\'s in the same run, then the median over runs; CPU vs nginx: CPU per request over'
+          '\nnginx\'s (default listener) in the same run, then the median.  tinyhttpd defers accept'
+          '\n(TCP_DEFER_ACCEPT); "nginx, deferred" is nginx with the same (listen ... deferred).'
           '\n* ab used %d%% of its CPU or more (in every run, unless a count says in how many): it could'
           '\nsend no faster, so req/s says little about the server; compare server CPU per request instead.\n'
           % CLIENT_LIMIT)
@@ -2753,16 +2890,20 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
     print('### The backlog: tinyhttpd-epoll, ab -r -s 60 -t %s, -n %s at -c 50 and -n %s at -c %s (every run)\n'
           % (limit, nb1, nb2, cb2))
     print(backlog_table(rows))
+    times, linear, retries = syn_schedule(os.path.join(os.path.dirname(path), 'syn.txt'))
+    print('\nWhere the clients ran, net.ipv4.tcp_syn_linear_timeouts was %d and tcp_syn_retries %d: a'
+          '\ndropped SYN is sent again %s s after the first (the check below compares ab\'s connects).'
+          % (linear, retries, ', '.join(str(t) for t in times[:7])))
     print('\nThe counters are the kernel\'s (nstat names, without the Tcp/TcpExt prefix), over the run, for the'
           '\nwhole network namespace; "connects >= 1 s" and "requests >= 200 ms once connected" count ab\'s'
-          '\nrequests (-g).  ListenOverflows counts each SYN and each final ACK of a handshake that found the'
-          '\naccept queue full, and was dropped; ListenDrops is the same plus any other drop at the listener.'
-          '\nA dropped SYN is sent again 1 s later (RFC 6298), then 2 s and 4 s after that: connects of 1, 3, 7 s.'
-          '\nAfter a dropped final ACK the client believes it is connected and sends its request, which'
-          '\ncompletes the handshake if the queue has room by then; if not, the server sends its SYN-ACK again'
-          '\n(after 1 s) and the client its request (after 200 ms, doubling).  When more handshakes are under'
-          '\nway than the backlog, the kernel answers a SYN with a SYN cookie and keeps no state: only the'
-          '\nclient\'s retransmission then recovers a dropped final ACK.  SYN and SYN-ACK retransmits is'
+          '\nrequests (-g).  ListenOverflows counts each SYN, and each segment that would have completed a'
+          '\nhandshake, that found the accept queue full and was dropped; ListenDrops is the same plus any'
+          '\nother drop at the listener.  tinyhttpd defers accept: it drops the last ACK of every handshake on'
+          '\npurpose (TCPDeferAcceptDrop, not shown), and the segment that brings the request completes it.  A'
+          '\ndropped SYN is sent again on the schedule above; a dropped request after the client\'s'
+          '\nretransmission timeout, 200 ms or more, doubling.  When more handshakes are under way than the'
+          '\nbacklog, the kernel answers a SYN with a SYN cookie and keeps no state; the ACK that brings the'
+          '\ncookie back completes the connection at once, deferred or not.  SYN and SYN-ACK retransmits is'
           '\nTCPSynRetrans; other retransmits is RetransSegs less that (mostly requests sent again).'
           '\nab stops after %s s (-t) even if requests are still waiting.\n' % limit)
     print('### select and epoll as connections grow (%s)\n' % m)
@@ -2783,6 +2924,19 @@ def check(path, peers):
         else:
             print('ok %s: every row 0 failed, 0 length failures (%s)' % (
                 t, ', '.join(NAMES[s] for s in servers if runs_of(rows, t, s))))
+    times, _, _ = syn_schedule(os.path.join(os.path.dirname(path), 'syn.txt'))
+    connects = sorted(c for r in rows if r['table'].startswith('backlog') for c in r.get('connect_times', []))
+    off = [c for c in connects if not any(1000 * t - 10 <= c <= 1000 * t + 300 for t in times)]
+    if not connects:
+        print('skip backlog: no connect took 1 s or more, so the SYN schedule went unchecked')
+    elif off:
+        print('FAIL backlog: %d of %d connects of 1 s or more fit no time of the SYN schedule (%s s, +300 ms): %s ms'
+              % (len(off), len(connects), ', '.join(str(t) for t in times[:7]), ', '.join(str(c) for c in off[:5])))
+    else:
+        print('ok backlog: all %d connects of 1 s or more came within 300 ms after a time of the SYN schedule '
+              '(%s s): %s' % (len(connects), ', '.join(str(t) for t in times[:7]),
+                              ', '.join('%d at %d s' % (sum(1 for c in connects if 1000 * t - 10 <= c <= 1000 * t + 300), t)
+                                        for t in times if any(1000 * t - 10 <= c <= 1000 * t + 300 for c in connects))))
     if 'gevent' not in servers:
         print('skip gevent rows: no gevent (Debian/Ubuntu: apt-get install python3-gevent)')
     else:
@@ -2821,9 +2975,12 @@ PY
                 start_peer "$s" || { fail "bench: $s did not start"; continue; }
                 measure 2009 "$s" "$run" ab -q -n "$n2009" -c 50 -s 60
             fi
+            # Deferred accept changes only how a connection starts: the
+            # keep-alive tables have no row for it.
+            [ "$s" = nginx-deferred ] && { stop_server; continue; }
             measure ab-k "$s" "$run" ab -q -k -n "$nka" -c 50 -s 60
             [ -n "$HAVE_WRK" ] && measure wrk-c50 "$s" "$run" wrk -t1 -c50 -d"${secs}s"
-            if [ -n "$HAVE_WRK" ] && { [ "$s" = epoll ] || [ "$s" = nginx ]; }; then
+            if [ -n "$HAVE_WRK" ] && [ "$s" != node ] && [ "$s" != gevent ]; then
                 measure wrk-c1000 "$s" "$run" wrk -t1 -c1000 -d"${secs}s"
             fi
             stop_server
@@ -2835,15 +2992,15 @@ PY
             stop_server
         done
         for s in epoll select; do
-            for n in 50 200 800; do
+            for n in 4 300 900; do          # 4 busy among them: see chart()
                 start_peer "$s" || continue
-                [ "$n" -gt 50 ] && hold_idle $((n - 50))
+                [ "$n" -gt 4 ] && hold_idle $((n - 4))
                 if [ -n "$HAVE_WRK" ]; then
-                    measure "open$n" "$s" "$run" wrk -t1 -c50 -d"${csecs}s"
+                    measure "open$n" "$s" "$run" wrk -t1 -c4 -d"${csecs}s"
                 else
-                    measure "open$n" "$s" "$run" ab -q -k -n "$nka" -c 50
+                    measure "open$n" "$s" "$run" ab -q -k -n "$nka" -c 4
                 fi
-                [ "$n" -gt 50 ] && { kill "$IDLE_PID"; wait "$IDLE_PID" 2>/dev/null; rm -f "$BENCH_DIR/idle.ready"; }
+                [ "$n" -gt 4 ] && { kill "$IDLE_PID"; wait "$IDLE_PID" 2>/dev/null; rm -f "$BENCH_DIR/idle.ready"; }
                 stop_server
             done
         done

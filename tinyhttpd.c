@@ -31,9 +31,9 @@
  * Everything that depends on the platform is settled in this section, so
  * that the code below reads the same everywhere.
  *
- * Fortify goes first.  With -D_FORTIFY_SOURCE=2 or 3 (on by default in
- * Ubuntu's gcc, at level 3 since 24.04, and in Fedora's package builds)
- * glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
+ * Fortify goes first.  With -D_FORTIFY_SOURCE at any level, 1 to 3 (on by
+ * default in Ubuntu's gcc, at level 3 since 24.04, and in Fedora's package
+ * builds), glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
  * which aborts ("longjmp causes uninitialized stack frame") whenever a
  * jump lands at a lower stack address than it starts from, unless it
  * starts on the alternate signal stack and lands outside it (no switch
@@ -78,6 +78,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -99,6 +100,11 @@
 #else
 #define MAP_COROUTINE_STACK 0          /* FreeBSD's MAP_STACK means another
                                           thing: a region that grows down */
+#endif
+#if defined(__linux__)
+#define DEFER_ACCEPT TCP_DEFER_ACCEPT  /* see open_listener() */
+#else
+#define DEFER_ACCEPT 0                 /* no such option */
 #endif
 
 /*
@@ -130,11 +136,13 @@
  * that frame could step over the guard into the next coroutine's memory.
  * The largest found there: serve_connection(), 2.6 KiB (gcc
  * -fstack-usage); the resolver above, 2.5 KiB, nearly all of it the area
- * where it saves the x87, SSE, AVX and AVX-512 registers (2,432 bytes, by
- * the sizes CPUID leaf 0xD reports; with AMX's tiles too it would be 11
- * KiB); and glibc's fprintf to an unbuffered stream, 8.5 KiB, an 8 KiB
- * buffer in glibc's source, which is why -v buffers stderr.  64 KiB is
- * nearly six times even the 11 KiB, and costs address space only.
+ * where xsavec saves the vector registers (2,432 bytes: the legacy area
+ * and header, AVX's and AVX-512's parts, by the sizes CPUID leaf 0xD
+ * reports; glibc 2.36's STATE_SAVE_MASK, in sysdeps/x86/sysdep.h, leaves
+ * out x87, and no glibc up to 2.42 saves AMX's tiles there); and glibc's
+ * fprintf to an unbuffered stream, 8.5 KiB, an 8 KiB buffer in glibc's
+ * source, which is why -v buffers stderr.  64 KiB is over seven times
+ * that, and costs address space only.
  */
 #ifndef STACK_SIZE
 #define STACK_SIZE (64 * 1024)     /* bytes mapped per stack, struct included */
@@ -151,6 +159,7 @@
 #define DEFAULT_PORT 8080
 #define DEFAULT_BACKLOG 128
 #define DEFAULT_IDLE_TIMEOUT_S 10
+#define DEFER_ACCEPT_S 1           /* Linux: a silent client is held this long */
 
 /*
  * -v prints one line per event to stderr: see the README for a sample.
@@ -379,13 +388,11 @@ coro_create(void)
  * Saves the running context in from and continues at to; returns when
  * someone jumps back to from.  sigsetjmp(env, 0) saves no signal mask, so
  * a switch is a few dozen instructions and no system call; saving the
- * mask would cost two sigprocmask(2) calls per switch (on the machine of
- * the README's numbers, a sigsetjmp and siglongjmp took 4 ns, and 92 ns
- * saving the mask: ten million of each in a loop, on an idle CPU; 6 and
- * 181 ns in a reviewer's run at another hour).  Nothing is lost: the mask
- * is the same everywhere but inside coro_make_context() and the loop's
- * wait (loop_poll() in section 3, with the mask catch_signals() makes in
- * section 5).  Keep the save and the jump together in this small
+ * mask would cost two sigprocmask(2) calls per switch, each far slower
+ * than the whole switch (the README's notes time both).  Nothing is lost:
+ * the mask is the same everywhere but inside coro_make_context() and the
+ * loop's wait (loop_poll() in section 3, with the mask catch_signals()
+ * makes in section 5).  Keep the save and the jump together in this small
  * function: no caller's local is then live across sigsetjmp, which is
  * what gcc's -Wclobbered warns about (a local kept in a register may hold
  * a stale value when the jump comes back).
@@ -566,19 +573,15 @@ struct io {
     bool peer_closed;          /* the peer has shut down its side */
     bool urgent_came;          /* urgent data: a read may stop short */
     bool timed_out;            /* its deadline has passed */
-    bool watching_writes;      /* for the epoll backend: EPOLLOUT asked */
+    unsigned epoll_events;     /* for the epoll backend: what it watches
+                                  for; 0 while fd is not in its set */
     int64_t deadline_ms;       /* on the clock_ms() clock */
     struct deadline_list *deadline_list; /* holding its deadline, or NULL */
     struct io *earlier, *later; /* its neighbours there */
 };
 
-/*
- * A new socket has brought no readiness event yet, so may_read starts
- * false: the first read waits for the event instead of being told
- * EAGAIN.  (The request comes a moment after the connection: under ab -n
- * 50000 -c 50, over 99% had sent nothing yet when accepted, by FIONREAD
- * after each accept.)  It may be written: its send buffer is empty.
- */
+/* Nothing is known of a new socket's input yet (but see open_listener() in
+ * section 5); it may be written, for its send buffer is empty. */
 static void
 io_init(struct io *io, int fd, struct coro *owner)
 {
@@ -609,7 +612,7 @@ io_ready(struct io *io, int events)
  * other backend, and closes (a habit borrowed from Lua's sources). */
 static void loop_init(const sigset_t *wait_mask); /* see catch_signals() */
 static int  loop_accept(int listen_fd);   /* non-blocking fd, or -1, errno */
-static int  loop_add(struct io *io);      /* watch io->fd; -1 if it cannot */
+static int  loop_add(struct io *io);      /* -1 if it cannot watch io->fd */
 static int  loop_watch(struct io *io, int want);  /* before waiting on it */
 static void loop_forget(struct io *io);   /* call before close(io->fd) */
 static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
@@ -619,22 +622,24 @@ static int  loop_poll(int timeout_ms);    /* io_ready() each; returns count */
  * epoll keeps the list of watched sockets in the kernel, and a list of
  * those with something to report, filled as packets arrive: epoll_wait(2)
  * takes only that one, so a wait costs the same with ten connections or
- * ten thousand.  A socket is added once, edge-triggered (EPOLLET): each
- * change (input arrives, room to write opens) is reported once, and not
- * again while nothing new happens.  Because of that, io->may_read and
+ * ten thousand.  A socket is watched edge-triggered (EPOLLET): each change
+ * (input arrives, room to write opens) is reported once, and not again
+ * while nothing new happens.  Because of that, io->may_read and
  * io->may_write remember it until a read or write uses it up.
- * Writability is asked for only when a write first has to wait: a new
- * socket is writable at once, and reporting that for every connection
- * would cost an event each.
- * A socket added while already readable (its request came before we
- * added it) is reported at once, so no edge is missed (epoll(7)).
- * Closing a socket removes it from the list, so loop_forget() does
- * nothing.  (epoll(7): the socket leaves the list when its last descriptor
- * is closed, and this program never makes a second one.)
+ * A socket joins the set (EPOLL_CTL_ADD) only when a coroutine first
+ * waits on it: a connection served from its first read and closed never
+ * costs an epoll_ctl.  No edge is lost by adding late: an add of a socket
+ * that is already ready reports it at the next wait (ep_insert() in the
+ * kernel's fs/eventpoll.c).  Writability is asked for (EPOLL_CTL_MOD) only
+ * when a write first has to wait: a new socket is writable at once, and
+ * reporting that for every connection would cost an event each.
+ * Closing a socket removes it from the set, so loop_forget() does nothing
+ * (epoll(7): when its last descriptor is closed; this program never makes
+ * a second one).
  * Linux only: epoll_create1, epoll_ctl, epoll_pwait, and accept4, which
  * makes the socket non-blocking in the same call.  A user may watch at
- * most /proc/sys/fs/epoll/max_user_watches sockets; past that, loop_add()
- * fails and the connection is refused.
+ * most /proc/sys/fs/epoll/max_user_watches sockets; past that, the add
+ * fails, and so does the wait that asked for it: the connection closes.
  */
 #include <sys/epoll.h>
 #define BACKEND "epoll"
@@ -659,29 +664,28 @@ loop_accept(int listen_fd)
 }
 
 static int
-loop_epoll_ctl(struct io *io, int op, uint32_t events)
-{
-    struct epoll_event event;
-
-    memset(&event, 0, sizeof event);
-    event.events = events | EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET;
-    event.data.ptr = io;
-    return epoll_ctl(epoll_fd, op, io->fd, &event);
-}
-
-static int
 loop_add(struct io *io)
 {
-    return loop_epoll_ctl(io, EPOLL_CTL_ADD, 0);
+    (void)io;                  /* loop_watch() adds it, if it must wait */
+    return 0;
 }
 
 static int
 loop_watch(struct io *io, int want)
 {
-    if (want != WANT_WRITE || io->watching_writes)
+    unsigned events = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET | (io->epoll_events & EPOLLOUT) |
+                      (want == WANT_WRITE ? EPOLLOUT : 0);
+    struct epoll_event event;
+
+    if (events == io->epoll_events)
         return 0;
-    io->watching_writes = true;
-    return loop_epoll_ctl(io, EPOLL_CTL_MOD, EPOLLOUT);
+    memset(&event, 0, sizeof event);
+    event.events = events;
+    event.data.ptr = io;
+    if (epoll_ctl(epoll_fd, io->epoll_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &event) < 0)
+        return -1;
+    io->epoll_events = events;
+    return 0;
 }
 
 static void
@@ -1002,6 +1006,7 @@ struct conn {
     size_t start, end;         /* unread input is buf[start..end) */
     size_t head_left;          /* bytes the current head may still take */
     bool skipping_line;        /* dropping the rest of an overlong line */
+    bool has_read;             /* false until conn_read() is first called */
     char buf[CONN_BUF_SIZE];
 };
 
@@ -1022,7 +1027,8 @@ static struct {
  * an error or timeout.  May yield.
  *
  * First, a coroutine that could read at once still yields first, so a
- * client pipelining without pause cannot keep the others from their turn.
+ * client pipelining without pause cannot keep the others from their turn;
+ * but not before a connection's first read, which starts its first turn.
  *
  * Second, a short read means the socket is empty: the next input brings a
  * new readiness event, so until then we wait instead of reading just to be
@@ -1039,8 +1045,9 @@ conn_read(struct conn *conn, char *buf, size_t size)
 {
     struct io *io = &conn->io;
 
-    if (io->may_read)
+    if (io->may_read && conn->has_read)
         coro_let_others_run();
+    conn->has_read = true;
     for (;;) {
         ssize_t n;
 
@@ -1167,8 +1174,8 @@ all_tchars(const char *p, size_t len)
 
 /*
  * Checks "METHOD SP TARGET SP HTTP/x.y" (RFC 9112, section 3).  Returns
- * 200, noting HEAD and the version; 400; or 505 for a major version other
- * than 1.  A higher 1.x is answered as 1.1 (RFC 9110, section 2.5).
+ * 200, noting the version; 400; or 505 for a major version other than 1.
+ * A higher 1.x is answered as 1.1 (RFC 9110, section 2.5).
  */
 static int
 parse_request_line(const char *line, size_t len, struct request *req)
@@ -1189,7 +1196,6 @@ parse_request_line(const char *line, size_t len, struct request *req)
         return 400;
     if (version[5] != '1')
         return 505;
-    req->is_head = method_end - line == 4 && memcmp(line, "HEAD", 4) == 0;
     req->is_http10 = version[7] == '0';
     return 200;
 }
@@ -1229,7 +1235,9 @@ note_connection_options(const char *p, const char *end, struct request *req)
 }
 
 /* Notes a body if the Content-Length value is a number above 0.  Returns
- * 200, or 400 if it is not a number (RFC 9112, section 6.3). */
+ * 200, or 400 if it is not one number: not a number at all (RFC 9112,
+ * 6.3), or a list such as "5, 5", which a recipient may reject (RFC 9110,
+ * 8.6) and we do. */
 static int
 note_content_length(const char *p, const char *end, struct request *req)
 {
@@ -1300,8 +1308,13 @@ read_request(struct conn *conn, struct request *req)
     do                          /* blank lines before a request: RFC 9112, 2.2 */
         got = conn_read_line(conn, &line, &len);
     while (got == LINE_WHOLE && len == 0);
-    if (got != LINE_WHOLE)
-        return got == LINE_GONE ? 0 : got == LINE_CUT ? 414 : 431;
+    if (got == LINE_GONE || got == LINE_TOO_MUCH)
+        return got == LINE_GONE ? 0 : 431;
+    /* HEAD first: no reply to it has a body, an error's neither (RFC 9110,
+     * 9.3.2), and a line cut at 2 KiB still has its method. */
+    req->is_head = len >= 5 && memcmp(line, "HEAD ", 5) == 0;
+    if (got == LINE_CUT)
+        return 414;
     status = parse_request_line(line, len, req);
     while (status == 200) {
         got = conn_read_line(conn, &line, &len);
@@ -1506,8 +1519,9 @@ serve_connection(int fd)
     bool linger = false;
 
     io_init(&conn.io, fd, coro_current);
+    conn.io.may_read = DEFER_ACCEPT != 0;      /* its request has come: open_listener() */
     conn.start = conn.end = 0;
-    conn.skipping_line = false;
+    conn.skipping_line = conn.has_read = false;
     if (loop_add(&conn.io) < 0) {
         TRACE("coro %u cannot watch fd %d: %s\n", coro_current->id, fd, strerror(errno));
         refuse_connection(fd);
@@ -1549,14 +1563,16 @@ serve_connection(int fd)
  *
  * The backlog (listen(2)) is how many connections the kernel completes
  * and queues for us while we are busy.  When it is full, Linux drops a
- * new connection's SYN, and the client sends it again only after its
- * retransmission timeout, which doubles at each try: 3 s in 2009 (RFC
- * 2988), so 3 s + 6 s, where that benchmark's 9.2 s request came from
- * with a backlog of 5; 1 s today (RFC 6298).  It also drops the last ACK
- * of a handshake, which usually costs nothing: the client's request, sent
- * next, completes the handshake.
- * A backlog of 128 cannot fill while at most 128 clients connect at once;
- * the README's backlog table shows both cases, counted.
+ * new connection's SYN, and the client sends it again only after a
+ * timeout: 3 s in 2009, doubling at each try (RFC 2988), so 3 s + 6 s,
+ * where that benchmark's 9.2 s request came from with a backlog of 5.
+ * Today the first timeout is 1 s (RFC 6298), and Linux 6.5 and later keep
+ * it at 1 s for the first five tries before doubling (the sysctl
+ * net.ipv4.tcp_syn_linear_timeouts, 4 by default): a SYN dropped once
+ * connects after 1 s, twice after 2 s.  A full queue also drops the
+ * segment that would complete a connection; the client sends it again,
+ * in 200 ms or more.  A backlog of 128 cannot fill while at most 128
+ * clients connect at once; the README's backlog table counts both cases.
  */
 static struct io listener;             /* coro NULL: served by the loop */
 
@@ -1609,11 +1625,40 @@ accept_connections(void)
     listener.waiting_for = accept_paused() ? 0 : WANT_READ;
 }
 
+/*
+ * The backlog in force, or -1 where we cannot tell.  listen(2) may cap what
+ * we ask for without a word: Linux at net.core.somaxconn.  There TCP_INFO
+ * on a listener reads back the value the kernel keeps (tcpi_sacked, in
+ * tcp_get_info() of its net/ipv4/tcp.c), which ss -ltn shows too.  Linux
+ * queues one connection more than that: it deems the queue full only
+ * when it holds more (sk_acceptq_is_full()).
+ */
+#if defined(__linux__)          /* { Linux: tcp(7) */
+static int
+listener_backlog(int fd)
+{
+    struct tcp_info info;
+    socklen_t len = sizeof info;
+
+    if (getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_sacked) + sizeof info.tcpi_sacked)
+        return -1;             /* cannot tell (qemu-user passes 4 bytes) */
+    return (int)info.tcpi_sacked;
+}
+#else                           /* }{ elsewhere: cannot tell */
+static int
+listener_backlog(int fd)
+{
+    (void)fd;
+    return -1;
+}
+#endif                          /* } */
+
 /* Opens the listening socket; name ("127.0.0.1:8080") is for messages. */
 static int
 open_listener(const struct sockaddr *address, socklen_t len, int backlog, const char *name)
 {
-    int fd = socket(address->sa_family, SOCK_STREAM, 0), one = 1;
+    int fd = socket(address->sa_family, SOCK_STREAM, 0), one = 1, defer_s = DEFER_ACCEPT_S;
 
     if (fd < 0)
         die("socket");
@@ -1629,6 +1674,16 @@ open_listener(const struct sockaddr *address, socklen_t len, int backlog, const 
      * with getsockopt on Linux): no call per connection. */
     if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0)
         die("setsockopt TCP_NODELAY");
+    /* Deferred accept (Linux, tcp(7)): the kernel completes a connection
+     * but tells us of it only once the client's first data has come, so
+     * its request is there when we accept it, and the coroutine reads it
+     * without waiting first.  A client that connects and says nothing is
+     * held in the kernel's queue of handshakes for DEFER_ACCEPT_S, then
+     * handed to us anyway (the README's notes say what that costs).  nginx
+     * has the same, off by default (listen ... deferred).  FreeBSD's accept
+     * filters (accf_data(9)) do the like but need a kernel module: unused. */
+    if (DEFER_ACCEPT != 0 && setsockopt(fd, IPPROTO_TCP, DEFER_ACCEPT, &defer_s, sizeof defer_s) < 0)
+        die("setsockopt TCP_DEFER_ACCEPT");
     if (bind(fd, address, len) < 0)
         die("bind %s", name);
     if (listen(fd, backlog) < 0)
@@ -1801,7 +1856,7 @@ usage(FILE *out, int status)
             "  -a ADDRESS  numeric IPv4 or IPv6 address to listen on (default %s;\n"
             "              0.0.0.0 to be reached from other machines)\n"
             "  -p PORT     port, 0 for any free one (default %d)\n"
-            "  -b BACKLOG  connections the kernel queues for accept (default %d)\n"
+            "  -b BACKLOG  connections to ask the kernel to queue for accept (default %d)\n"
             "  -t SECONDS  time allowed for each request: the wait for it (keep-alive),\n"
             "              reading it, and sending the reply (default %d)\n"
             "  -v          trace coroutines and the loop on stderr\n"
@@ -1884,7 +1939,7 @@ main(int argc, char **argv)
     struct options opt;
     sigset_t wait_mask;
     char url[INET6_ADDRSTRLEN + 16];
-    int listen_fd;
+    int listen_fd, backlog;
 
     parse_options(argc, argv, &opt);
     if (trace_enabled && setvbuf(stderr, trace_buffer, _IOLBF, sizeof trace_buffer) != 0)
@@ -1897,9 +1952,11 @@ main(int argc, char **argv)
     coro_init();
     loop_init(&wait_mask);
     io_init(&listener, listen_fd, NULL);
-    if (loop_add(&listener) < 0)
+    if (loop_add(&listener) < 0 || loop_watch(&listener, WANT_READ) < 0)
         die("watching the listening socket");
-    printf("tinyhttpd: %s backend, serving %s (backlog %d)\n", BACKEND, url, opt.backlog);
+    backlog = listener_backlog(listen_fd);      /* where it cannot tell: "asked" */
+    printf("tinyhttpd: %s backend, serving %s (backlog %d%s)\n", BACKEND, url,
+           backlog < 0 ? opt.backlog : backlog, backlog < 0 ? " asked" : "");
     if (fflush(stdout) == EOF)
         die("writing to stdout");
     serve_forever();
