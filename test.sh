@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # tinyhttpd's tests.
 #
-#   ./test.sh            the suite, against both builds (about two minutes)
+#   ./test.sh            the suite, against both builds (minutes: README, Testing)
 #   ./test.sh --long     the suite plus the slow cases (memory, soak)
 #   ./test.sh --check    the suite under UBSan, ASan and valgrind
 #   ./test.sh --bench    the benchmark tables (add --quick for a smoke run)
@@ -1571,20 +1571,26 @@ test_trace() {
     fi
 }
 
-# README.md shows the heart of serve_connection(): it must be what
-# tinyhttpd.c holds.  (Its traces and experiments: test_try_it.)
+# Every C excerpt in README.md must be in tinyhttpd.c as it stands: a
+# whole function at the left margin, or the body of one, indented once.
+# (Its traces and experiments: test_try_it.)
 test_readme() {
+    local why
     [ "$backend" = epoll ] || { skipped "README: checked once"; return; }
-    if python3 - <<'PY'
-import re, sys
+    why=$(python3 - <<'PY'
+import re
 readme, source = open('README.md').read(), open('tinyhttpd.c').read()
-code = re.search(r'```c\n(.*?)```', readme, re.S).group(1)
-sys.exit(0 if ''.join(l if l == '\n' else '    ' + l for l in code.splitlines(True)) in source else 1)
+excerpts = re.findall(r'^```c\n(.*?)^```', readme, re.S | re.M)
+indent = lambda code: ''.join(l if l == '\n' else '    ' + l for l in code.splitlines(True))
+drifted = [code.splitlines()[0] for code in excerpts if code not in source and indent(code) not in source]
+print('%d excerpts' % len(excerpts) if excerpts and not drifted else
+      'not in tinyhttpd.c: ' + '; '.join(drifted) if drifted else 'no C excerpt found')
 PY
-    then
-        ok "README: its code excerpt is in tinyhttpd.c as it stands"
+)
+    if [[ $why = *excerpts ]]; then
+        ok "README: its $why of C are in tinyhttpd.c as it stands"
     else
-        fail "README: its code excerpt is not in tinyhttpd.c as it stands"
+        fail "README: $why"
     fi
 }
 
@@ -2246,12 +2252,13 @@ def check_pipelining(d, out, client):
 
 
 def check_idle(d, out, client):
+    """"select loses over half its rate ... epoll serves about the same"."""
     rates = numbers(r'Requests/sec:\s+([\d.]+)', client)
     if len(rates) != 4:
         return 'want four Requests/sec lines, got %r' % client
     select, epoll = rates[1] / rates[0], rates[3] / rates[2]
-    if not (select < 0.9 and select < 0.9 * epoll):
-        return 'again: with 750 idle, select kept %.0f%% of its rate and epoll %.0f%%' % (100 * select, 100 * epoll)
+    if not (select < 0.5 and epoll > 0.75):
+        return 'again: with 900 idle, select kept %.0f%% of its rate and epoll %.0f%%' % (100 * select, 100 * epoll)
 
 
 def check_usage(d, out, client):
@@ -2260,7 +2267,7 @@ def check_usage(d, out, client):
         return 'the usage printed is not the one shown: %r' % client
 
 
-PREDICATES = [('Its options', check_usage), ('Two requests on one connection', check_trace), ('pipelined burst', check_burst),
+PREDICATES = [('Its options', check_usage), ('See a switch first', check_trace), ('pipelined burst', check_burst),
               ('No system call per switch', check_syscalls), ('Fortify', check_fortify),
               ('too small', check_guard), ('backlog of 5', check_backlog), ('Pipelining', check_pipelining),
               ('Idle connections', check_idle)]
@@ -2355,13 +2362,15 @@ test_try_it() {
 #
 # Each server runs pinned to CPU 0 and each client to CPU 1 (when taskset
 # and two CPUs exist), and every server listens with a backlog of 128.
-# Every figure is the median of three runs, interleaved across servers,
-# because this and most machines are noisy; a ratio to node is taken in
-# each run, then its median; the backlog table shows every run, since its
-# tail comes at a rate.  Server CPU per request is utime+stime of the
+# Every figure is the median of five runs, interleaved across servers,
+# because this and most machines are noisy (on a shared VM one run in
+# three can be off by a third); a ratio to node or nginx is taken in each
+# run, then its median; the backlog table shows each of three runs, since
+# its tail comes at a rate.  Server CPU per request is utime+stime of the
 # server process, from /proc/PID/stat, over the run, divided by the
-# requests it served.  The whole bench stays under 10 minutes: counts and
-# durations are fixed, and ab stops after $limit seconds in the backlog runs.
+# requests it served.  Counts and durations are fixed, and ab stops after
+# $limit seconds in the backlog runs, so the bench ends by itself: 15
+# minutes at most on the README's machine.
 
 bench_setup() {
     local py
@@ -2591,7 +2600,7 @@ PY
 }
 
 bench() {
-    local quick=$1 runs=3 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 limit=20
+    local quick=$1 runs=5 n2009=100000 nka=100000 secs=5 nb1=100000 nb2=20000 cb2=500 csecs=3 limit=20
     local run s b n verdict text
     if [ "$quick" = --quick ]; then
         runs=1 n2009=2000 nka=5000 secs=1 nb1=2000 nb2=1000 cb2=200 csecs=1 limit=10
@@ -2887,7 +2896,7 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
         print('\nAnd with 1000 connections, wrk -t1 -c1000 -d%ss:\n' % secs)
         print(table(rows, 'wrk-c1000', servers, wrk_columns, 'wrk CPU %', with_node=False))
         print()
-    print('### The backlog: tinyhttpd-epoll, ab -r -s 60 -t %s, -n %s at -c 50 and -n %s at -c %s (every run)\n'
+    print('### The backlog: tinyhttpd-epoll, ab -r -s 60 -t %s, -n %s at -c 50 and -n %s at -c %s (each run, three at most)\n'
           % (limit, nb1, nb2, cb2))
     print(backlog_table(rows))
     times, linear, retries = syn_schedule(os.path.join(os.path.dirname(path), 'syn.txt'))
@@ -2986,6 +2995,7 @@ PY
             stop_server
         done
         for b in 5 128; do
+            [ "$run" -le 3 ] || continue
             start_peer epoll "$b" || continue
             measure "backlog-c50" "b$b" "$run" ab -q -r -s 60 -t "$limit" -n "$nb1" -c 50
             measure "backlog-c$cb2" "b$b" "$run" ab -q -r -s 60 -t "$limit" -n "$nb2" -c "$cb2"

@@ -12,7 +12,9 @@
  * loop (select or epoll), which resumes it once the socket is ready: one
  * thread serves thousands of connections, with no callbacks and no locks.
  *
- *     make run        (or: cc -O2 -o tinyhttpd tinyhttpd.c && ./tinyhttpd)
+ *     make run        (or: cc -O2 -o tinyhttpd tinyhttpd.c && ./tinyhttpd,
+ *                     adding -fcf-protection=none on x86 as the Makefile
+ *                     does: the README says why, under shadow stacks)
  *     curl http://127.0.0.1:8080/
  *
  * The sections, in the order they appear:
