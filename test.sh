@@ -83,6 +83,7 @@ is_gone() {                       # exited (a zombie until we wait for it)
 # not start within 5 s.
 start_server() {
     OUT="$TMP/server.$RANDOM$RANDOM"
+    : >"$OUT"                    # before the server's own redirection: no race with grep
     if [ -n "${FD_LIMIT:-}" ]; then
         set -- sh -c 'ulimit -n "$0" && exec "$@"' "$FD_LIMIT" "$@"
     fi
