@@ -5,8 +5,9 @@
 
 CFLAGS = -O2 -Wall -Wextra -pedantic
 # No mark for x86's shadow stacks, which would stop the first switch
-# between stacks (README, "Shadow stacks"), where the compiler takes the
-# flag: it comes after CFLAGS, so it wins over a default of the compiler's.
+# between stacks (README, the note "Shadow stacks, exactly"), where the
+# compiler takes the flag: it comes after CFLAGS, so it wins over a
+# -fcf-protection there, as over the compiler's own default.
 NO_SHSTK = `$(CC) -fcf-protection=none -c -x c -o /dev/null /dev/null 2>/dev/null && echo -fcf-protection=none`
 
 all: tinyhttpd-select

@@ -33,9 +33,10 @@
  * Everything that depends on the platform is settled in this section, so
  * that the code below reads the same everywhere.
  *
- * Fortify goes first.  With -D_FORTIFY_SOURCE at any level, 1 to 3 (on by
- * default in Ubuntu's gcc, at level 3 since 24.04, and in Fedora's package
- * builds), glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
+ * Fortify goes first.  With -D_FORTIFY_SOURCE at any level, 1 to 3, and
+ * optimizing (glibc's features.h ignores it at -O0; Ubuntu's gcc turns it
+ * on by default, at level 3 since 24.04, and Fedora's package builds use
+ * it), glibc replaces longjmp, _longjmp and siglongjmp with __longjmp_chk,
  * which aborts ("longjmp causes uninitialized stack frame") whenever a
  * jump lands at a lower stack address than it starts from, unless it
  * starts on the alternate signal stack and lands outside it (no switch
@@ -61,7 +62,7 @@
 #error "define exactly one of USE_EPOLL and USE_SELECT"
 #endif
 #if defined(USE_EPOLL)
-#define _GNU_SOURCE         /* accept4(2), a Linux call like epoll itself */
+#define _GNU_SOURCE         /* accept4(2), which glibc declares only so */
 #endif
 #define _DEFAULT_SOURCE     /* glibc, musl: POSIX plus MAP_ANONYMOUS */
 #define _DARWIN_C_SOURCE    /* macOS: keep MAP_ANON even under _XOPEN_SOURCE */
@@ -292,7 +293,9 @@ coro_make_context(struct coro *c, char *stack, size_t size)
     sigset_t blocked, old_mask;
     int result = -1;
 
-    /* 1. Block every signal: none may land on the new stack but ours. */
+    /* 1. Block every signal (sigfillset: all but SIGKILL and SIGSTOP, which
+     *    nothing can block, and glibc's two for threads, which no one sends
+     *    to this one-thread program): none may land on the new stack but ours. */
     sigfillset(&blocked);
     if (sigprocmask(SIG_SETMASK, &blocked, &old_mask) < 0)
         return -1;
@@ -487,9 +490,9 @@ coro_run_ready(void)
  * The pool.  A coroutine whose body has returned parks in the pool, and is
  * handed the next connection.  Making a coroutine takes 13 system calls
  * (strace -f, glibc 2.36: mmap, mprotect, then 11 for the trick, raise()
- * being three); making and unmapping one takes 6.6 us of CPU (a build
- * with PARKED_MAX 0 against this one, ab -n 50000 -c 50, on the machine of
- * the README's numbers).  The pool pays that only while it grows.  Beyond
+ * being three), unmapping it one more, and a fresh stack's pages fault in
+ * as they are first written: together, a thousand times a switch (the
+ * README's notes time it).  The pool pays that only while it grows.  Beyond
  * PARKED_MAX a finished coroutine is unmapped instead, so memory follows
  * the load down.
  *
@@ -727,7 +730,7 @@ loop_poll(int timeout_ms)
  * bitmap has FD_SETSIZE bits (1024 on Linux and macOS): FD_SET on a higher
  * descriptor writes past its end, so loop_add() refuses those and the
  * caller closes them.  Only calls that macOS and the BSDs have are used
- * here: accept(2) and fcntl(2), not Linux's accept4.
+ * here: accept(2) and fcntl(2), not accept4, which macOS lacks.
  */
 #include <sys/select.h>
 #define BACKEND "select"
