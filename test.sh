@@ -2650,6 +2650,7 @@ def parse_ab(raw):
         'connect_max_ms': find(r'^Connect:\s+\d+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+(\d+)', 0),
         'failed': find(r'^Failed requests:\s+(\d+)', 0),
         'length_failures': find(r'Length: (\d+)', 0),
+        'connect_failures': find(r'\(Connect: (\d+)', 0),
         'keep_alive': find(r'^Keep-Alive requests:\s+(\d+)', 0),
         'non_2xx': find(r'^Non-2xx responses:\s+(\d+)', 0),
     }
@@ -2831,7 +2832,7 @@ def then_and_now(rows, servers):
 
 
 def backlog_table(rows):
-    head = ['backlog', 'workload', 'run', 'completed', 'req/s', 'longest ms', 'max connect ms', 'failed',
+    head = ['backlog', 'workload', 'run', 'completed', 'req/s', 'longest ms', 'max connect ms', 'failed, each once',
             'connects >= 1 s', 'requests >= 200 ms once connected', 'ListenOverflows', 'ListenDrops',
             'SYN cookies sent', 'SYN and SYN-ACK retransmits', 'other retransmits']
     out = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
@@ -2843,7 +2844,8 @@ def backlog_table(rows):
                 syn = tcp.get('TcpExtTCPSynRetrans', 0)
                 out.append('| ' + ' | '.join([
                     NAMES[b].split()[1], 'ab -c %s' % t.split('-c')[1], str(r['run']), fmt(r['requests']),
-                    fmt(r['rps']), fmt(r['longest_ms']), fmt(r['connect_max_ms']), fmt(r['failed']),
+                    fmt(r['rps']), fmt(r['longest_ms']), fmt(r['connect_max_ms']),
+                    fmt(r.get('connect_failures', 0) + r.get('length_failures', 0)),
                     fmt(r.get('slow_connects')), fmt(r.get('slow_requests')),
                     fmt(tcp.get('TcpExtListenOverflows', 0)), fmt(tcp.get('TcpExtListenDrops', 0)),
                     fmt(tcp.get('TcpExtSyncookiesSent', 0)), fmt(syn),
@@ -2915,6 +2917,9 @@ def tables(path, peers, runs, n2009, nka, secs, nb1, nb2, cb2, limit):
           '\nbacklog, the kernel answers a SYN with a SYN cookie and keeps no state; the ACK that brings the'
           '\ncookie back completes the connection at once, deferred or not.  SYN and SYN-ACK retransmits is'
           '\nTCPSynRetrans; other retransmits is RetransSegs less that (mostly requests sent again).'
+          '\nab\'s "Failed requests" counts a request that was reset three times (as a Receive, a Length'
+          '\nand an Exception failure); "failed, each once" is its Connect and Length failures, which every'
+          '\nfailed request here adds to once.'
           '\nab stops after %s s (-t) even if requests are still waiting.\n' % limit)
     print('### select and epoll as connections grow (%s)\n' % m)
     print('```\n' + chart(rows) + '\n```')

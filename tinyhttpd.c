@@ -61,8 +61,9 @@
 #if defined(USE_EPOLL) == defined(USE_SELECT)
 #error "define exactly one of USE_EPOLL and USE_SELECT"
 #endif
-#if defined(USE_EPOLL)
-#define _GNU_SOURCE         /* accept4(2), which glibc declares only so */
+#if defined(__linux__)
+#define _GNU_SOURCE         /* Linux: accept4(2), struct tcp_info (section
+                               5), which glibc and musl declare only so */
 #endif
 #define _DEFAULT_SOURCE     /* glibc, musl: POSIX plus MAP_ANONYMOUS */
 #define _DARWIN_C_SOURCE    /* macOS: keep MAP_ANON even under _XOPEN_SOURCE */
@@ -578,8 +579,8 @@ struct io {
     bool peer_closed;          /* the peer has shut down its side */
     bool urgent_came;          /* urgent data: a read may stop short */
     bool timed_out;            /* its deadline has passed */
-    unsigned epoll_events;     /* for the epoll backend: what it watches
-                                  for; 0 while fd is not in its set */
+    unsigned watched;          /* for the epoll backend: the events it
+                                  watches; 0 while fd is not in its set */
     int64_t deadline_ms;       /* on the clock_ms() clock */
     struct deadline_list *deadline_list; /* holding its deadline, or NULL */
     struct io *earlier, *later; /* its neighbours there */
@@ -678,18 +679,18 @@ loop_add(struct io *io)
 static int
 loop_watch(struct io *io, int want)
 {
-    unsigned events = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET | (io->epoll_events & EPOLLOUT) |
+    unsigned events = EPOLLIN | EPOLLPRI | EPOLLRDHUP | EPOLLET | (io->watched & EPOLLOUT) |
                       (want == WANT_WRITE ? EPOLLOUT : 0);
     struct epoll_event event;
 
-    if (events == io->epoll_events)
+    if (events == io->watched)
         return 0;
     memset(&event, 0, sizeof event);
     event.events = events;
     event.data.ptr = io;
-    if (epoll_ctl(epoll_fd, io->epoll_events ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &event) < 0)
+    if (epoll_ctl(epoll_fd, io->watched ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, io->fd, &event) < 0)
         return -1;
-    io->epoll_events = events;
+    io->watched = events;
     return 0;
 }
 
