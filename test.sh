@@ -1322,7 +1322,8 @@ test_one_read_per_connection() {
     ab -q -n "$n" -c 10 "$URL" >/dev/null 2>&1
     detach_strace
     stop_server
-    accepted=$(grep -cE 'accept4\(.*\) += [0-9]+$' "$trace")
+    # glibc on i386 and s390x makes accept4 a socketcall (18), as qemu shows it
+    accepted=$(grep -cE '(accept4\(|socketcall\(18,).*\) += [0-9]+$' "$trace")
     reads=$(grep -c 'read(' "$trace")
     ctl=$(grep -c 'epoll_ctl(' "$trace")
     if [ "$accepted" -lt "$n" ]; then
@@ -1437,7 +1438,7 @@ test_command_line() {
 # Linux caps it at net.core.somaxconn.  Under qemu-user, which passes
 # TCP_INFO only 4 bytes, it says the number was asked.
 test_backlog_in_force() {
-    local max asked want got bad=""
+    local max asked want got bad="" said=""
     max=$(cat /proc/sys/net/core/somaxconn)
     for asked in 5 65535; do
         want=$((asked < max ? asked : max))
@@ -1446,11 +1447,12 @@ test_backlog_in_force() {
         stop_server
         [ "$got" = "$want" ] || { [ -n "$QEMU" ] && [ "$got" = "$asked asked" ]; } ||
             bad="$bad -b $asked: '(backlog $got)', want '(backlog $want)';"
+        said="$said${said:+ and }$got"
     done
     if [ -n "$bad" ]; then
         fail "backlog in force (net.core.somaxconn $max):$bad"
     else
-        ok "backlog in force: -b 5 and -b 65535 print the kernel's 5 and $((65535 < max ? 65535 : max)) (net.core.somaxconn $max)"
+        ok "backlog in force: -b 5 and -b 65535 print '$said' (net.core.somaxconn $max)"
     fi
 }
 
@@ -1539,7 +1541,9 @@ test_ipv6() {
         return
     fi
     start_server "${RUN[@]}" "$BIN" -a ::1 || { fail "IPv6: server did not start: $(head -c 200 "$OUT.err")"; return; }
-    if ! grep -qE '^tinyhttpd: [a-z]+ backend, serving http://\[::1\]:[0-9]+/ \(backlog 128\)$' "$OUT"; then
+    local asked=""
+    [ -n "$QEMU" ] && asked="( asked)?"       # qemu-user: see test_backlog_in_force
+    if ! grep -qE "^tinyhttpd: [a-z]+ backend, serving http://\\[::1\\]:[0-9]+/ \\(backlog 128$asked\\)\$" "$OUT"; then
         fail "IPv6: start-up line '$(head -1 "$OUT")'"
     elif ! serves; then
         fail "IPv6: curl $URL got no Hello, World"
