@@ -62,8 +62,9 @@
 #error "define exactly one of USE_EPOLL and USE_SELECT"
 #endif
 #if defined(__linux__)
-#define _GNU_SOURCE         /* Linux: accept4(2), struct tcp_info (section
-                               5), which glibc and musl declare only so */
+#define _GNU_SOURCE         /* Linux: accept4(2), which glibc and musl
+                               declare only so, and struct tcp_info (section
+                               5), which musl does */
 #endif
 #define _DEFAULT_SOURCE     /* glibc, musl: POSIX plus MAP_ANONYMOUS */
 #define _DARWIN_C_SOURCE    /* macOS: keep MAP_ANON even under _XOPEN_SOURCE */
@@ -492,7 +493,7 @@ coro_run_ready(void)
  * handed the next connection.  Making a coroutine takes 13 system calls
  * (strace -f, glibc 2.36: mmap, mprotect, then 11 for the trick, raise()
  * being three), unmapping it one more, and a fresh stack's pages fault in
- * as they are first written: together, a thousand times a switch (the
+ * as they are first written: together, thousands of times a switch (the
  * README's notes time it).  The pool pays that only while it grows.  Beyond
  * PARKED_MAX a finished coroutine is unmapped instead, so memory follows
  * the load down.
@@ -1575,10 +1576,11 @@ serve_connection(int fd)
  * Today the first timeout is 1 s (RFC 6298), and Linux 6.5 and later keep
  * it at 1 s for the first five tries before doubling (the sysctl
  * net.ipv4.tcp_syn_linear_timeouts, 4 by default): a SYN dropped once
- * connects after 1 s, twice after 2 s.  A full queue also drops the
- * segment that would complete a connection; the client sends it again,
- * in 200 ms or more.  A backlog of 128 cannot fill while at most 128
- * clients connect at once; the README's backlog table counts both cases.
+ * connects after 1 s, twice after 2 s.  With deferred accept (see
+ * open_listener()), a full queue also drops the request that would
+ * complete a connection; the client sends it again, in 200 ms or more.  A
+ * backlog of 128 cannot fill while at most 128 clients connect at once;
+ * the README's backlog table counts both cases.
  */
 static struct io listener;             /* coro NULL: served by the loop */
 
