@@ -62,9 +62,9 @@
 #error "define exactly one of USE_EPOLL and USE_SELECT"
 #endif
 #if defined(__linux__)
-#define _GNU_SOURCE         /* Linux: accept4(2), which glibc and musl
-                               declare only so, and struct tcp_info (section
-                               5), which musl does */
+#define _GNU_SOURCE         /* Linux: accept4(2), which glibc declares
+                               only so, and struct tcp_info (section 5),
+                               which musl declares only so */
 #endif
 #define _DEFAULT_SOURCE     /* glibc, musl: POSIX plus MAP_ANONYMOUS */
 #define _DARWIN_C_SOURCE    /* macOS: keep MAP_ANON even under _XOPEN_SOURCE */
@@ -1526,7 +1526,7 @@ serve_connection(int fd)
     bool linger = false;
 
     io_init(&conn.io, fd, coro_current);
-    conn.io.may_read = DEFER_ACCEPT != 0;      /* its request has come: open_listener() */
+    conn.io.may_read = DEFER_ACCEPT != 0;      /* its request is likely in: open_listener() */
     conn.start = conn.end = 0;
     conn.skipping_line = conn.has_read = false;
     if (loop_add(&conn.io) < 0) {
@@ -1685,7 +1685,9 @@ open_listener(const struct sockaddr *address, socklen_t len, int backlog, const 
     /* Deferred accept (Linux, tcp(7)): the kernel completes a connection
      * but tells us of it only once the client's first data has come, so
      * its request is there when we accept it, and the coroutine reads it
-     * without waiting first.  A client that connects and says nothing is
+     * without waiting first (a connection completed by a SYN cookie, when
+     * the kernel's queue is full, comes at once and empty: its first read
+     * finds nothing, and it waits).  A client that connects and says nothing is
      * held in the kernel's queue of handshakes for DEFER_ACCEPT_S, then
      * handed to us anyway (the README's notes say what that costs).  nginx
      * has the same, off by default (listen ... deferred).  FreeBSD's accept
