@@ -295,9 +295,10 @@ coro_make_context(struct coro *c, char *stack, size_t size)
     sigset_t blocked, old_mask;
     int result = -1;
 
-    /* 1. Block every signal (sigfillset: all but SIGKILL and SIGSTOP, which
-     *    nothing can block, and glibc's two for threads, which no one sends
-     *    to this one-thread program): none may land on the new stack but ours. */
+    /* 1. Block every signal: none may land on the new stack but ours.
+     *    (sigfillset leaves out SIGKILL and SIGSTOP, which nothing can
+     *    block, and glibc's two for threads, which no one sends to this
+     *    one-thread program.) */
     sigfillset(&blocked);
     if (sigprocmask(SIG_SETMASK, &blocked, &old_mask) < 0)
         return -1;
@@ -1685,10 +1686,10 @@ open_listener(const struct sockaddr *address, socklen_t len, int backlog, const 
     /* Deferred accept (Linux, tcp(7)): the kernel completes a connection
      * but tells us of it only once the client's first data has come, so
      * its request is there when we accept it, and the coroutine reads it
-     * without waiting first (a connection completed by a SYN cookie, when
+     * without waiting first.  A connection completed by a SYN cookie, when
      * the kernel's queue is full, comes at once and empty: its first read
-     * finds nothing, and it waits).  A client that connects and says nothing is
-     * held in the kernel's queue of handshakes for DEFER_ACCEPT_S, then
+     * finds nothing, and it waits.  A client that connects and says nothing
+     * is held in the kernel's queue of handshakes for DEFER_ACCEPT_S, then
      * handed to us anyway (the README's notes say what that costs).  nginx
      * has the same, off by default (listen ... deferred).  FreeBSD's accept
      * filters (accf_data(9)) do the like but need a kernel module: unused. */
